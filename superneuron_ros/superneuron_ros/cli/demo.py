@@ -1,0 +1,208 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""`superneuron demo`: the whole product, for real, on the embedded demo model.
+
+It starts the superneuron node in its own process (the shipped demo model and profiles), a scene
+camera process publishing generated scenes (one camera as Image, one as CompressedImage), and a
+client in this process that listens to the standing-task answers and calls the Ask service. It prints
+a live table (question, answer, truth, confidence, latency) and, after a bounded time, a summary:
+accuracy per task, p50/p95 latency, frames answered and skipped. Nothing is faked: every answer
+comes from the node over ROS.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+DATA = Path(__file__).resolve().parents[1] / 'data'
+NODE_NAME = 'superneuron'
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the `demo` subcommand."""
+    parser = subparsers.add_parser(
+        'demo', help='run the node, a scene camera and a client on the embedded demo model',
+        description=__doc__.split('\n\n')[1])
+    parser.add_argument('--duration', type=float, default=40.0,
+                        help='seconds to run before the summary (default 40)')
+    parser.add_argument('--forever', action='store_true', help='run until Ctrl-C')
+    parser.add_argument('--rate', type=float, default=2.0, help='camera frames per second')
+    parser.add_argument('--ask-rate', type=float, default=2.0, help='Ask calls per second')
+    parser.add_argument('--model', default=str(DATA / 'demo_model'), help='model folder')
+    parser.add_argument('--profiles', default=str(DATA / 'demo_profiles'),
+                        help='profile folder (or a folder of them)')
+    parser.add_argument('--quantization', default='nf4', choices=('nf4', 'fp4', 'int8', 'none'),
+                        help='must match the quantization the profiles were calibrated with')
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--seed', type=int, default=0, help='scene seed')
+    parser.add_argument('--json', help='also write the summary to this JSON file')
+    parser.set_defaults(func=run)
+
+
+def _plan(profile_root: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Choose standing tasks and Ask calls from the tasks the shipped profiles define."""
+    from superneuron_ros.core.profile import find_profiles, Profile
+    tasks = sorted(Profile.load(path).task.name for path in find_profiles([profile_root]))
+    presence = [t for t in tasks if t.endswith('_present')]
+    standing = [f'{t}@front' for t in tasks] + [f'{t}@rear:1.0' for t in presence[:1]]
+    asked = [(t, 'rear') for t in tasks]
+    return tasks, standing, asked
+
+
+def _node_params(args: argparse.Namespace, standing: list[str], folder: Path) -> Path:
+    import yaml
+    params = {'/**': {'ros__parameters': {
+        'model_path': str(Path(args.model).resolve()), 'quantization': args.quantization,
+        'device': args.device, 'profiles': [str(Path(args.profiles).resolve())],
+        'cameras': ['front', 'rear'],
+        'front': {'topic': '/front/image_raw', 'transport': 'raw'},
+        'rear': {'topic': '/rear/image_raw/compressed', 'transport': 'compressed'},
+        'standing_tasks': standing, 'max_image_age': 5.0, 'diagnostics_period': 1.0}}}
+    path = folder / 'superneuron_demo.yaml'
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    handle = open(log, 'w')
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(process: subprocess.Popen, timeout: float = 15.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; return 0 when every task was answered by the node."""
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    for what, path in (('model', args.model), ('profiles', args.profiles)):
+        if not Path(path).exists():
+            console.print(f'[red]demo {what} not found at {path}[/red]: the embedded demo ships '
+                          'them in superneuron_ros/data (see `superneuron train-demo`)')
+            return 2
+    tasks, standing, asked = _plan(args.profiles)
+    logs = Path(tempfile.mkdtemp(prefix='superneuron_demo_'))
+    params = _node_params(args, standing, logs)
+    console.print(f'[bold]superneuron demo[/bold]: tasks {", ".join(tasks)}; ROS_DOMAIN_ID '
+                  f'{os.environ["ROS_DOMAIN_ID"]}, loopback only; logs in {logs}')
+    python = sys.executable
+    node = _start([python, '-m', 'superneuron_ros.node.main', '--ros-args',
+                   '--params-file', str(params), '-r', f'__node:={NODE_NAME}'],
+                  logs / 'node.log')
+    camera = _start([python, '-m', 'superneuron_ros.node.scene_camera', '--ros-args',
+                     '-p', 'cameras:=[front,rear]', '-p', 'compressed:=[rear]',
+                     '-p', f'rate:={float(args.rate)}', '-p', f'seed:={args.seed}'],
+                    logs / 'camera.log')
+    try:
+        summary = _run_client(args, console, standing, asked)
+    except TimeoutError as exc:
+        console.print(f'[red]{exc}[/red]')
+        console.print((logs / 'node.log').read_text()[-3000:])
+        return 1
+    finally:
+        codes = {'node': _stop(node), 'camera': _stop(camera)}
+    _print_summary(console, Table, summary, codes)
+    if args.json:
+        Path(args.json).write_text(json.dumps({**summary, 'exit_codes': codes}, indent=2))
+    answered = {(row['task'], row['source']) for row in summary['rows'] if row['answers']}
+    missing = [t for t in tasks if (t, 'standing') not in answered]
+    ok = not missing and any(s == 'ask' for _, s in answered) and not any(codes.values())
+    if missing:
+        console.print(f'[red]no standing answers for {missing}[/red]')
+    return 0 if ok else 1
+
+
+def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]) -> dict:
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from superneuron_ros.node.demo_client import DemoClient
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    client = DemoClient(f'/{NODE_NAME}', sorted({s.split('@')[0] for s in standing}), asked,
+                        args.ask_rate, image_every=3, size=64, seed=args.seed + 1000)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        client.wait_ready(timeout=180.0)
+        client.start_asking()
+        _live(console, client, None if args.forever else args.duration)
+        return client.summary()
+    finally:
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.try_shutdown(context=context)
+        spinner.join(timeout=5)
+
+
+def _live(console, client, duration: float | None) -> None:
+    """Print each answer as it is scored (half a second late, so its truth has arrived)."""
+    console.print(f'{"source":<10} {"camera":<8} {"question":<52} {"answer":<8} {"truth":<8} '
+                  f'{"conf":>5} {"ms":>7}')
+    shown = 0
+    start = time.monotonic()
+    try:
+        while duration is None or time.monotonic() - start < duration:
+            time.sleep(0.5)
+            with client.lock:
+                pending = client.events[shown:]
+            for event in pending:
+                truth = client.resolve(event)
+                mark = ('[green]ok[/green]' if truth == event.label else
+                        '[dim]n/a[/dim]' if truth is None else '[red]wrong[/red]')
+                console.print(f'{event.source:<10} {event.camera:<8} {event.question[:52]:<52} '
+                              f'{event.label:<8} {str(truth):<8} {event.confidence:5.2f} '
+                              f'{event.latency_ms:7.1f} {mark}', highlight=False)
+            shown += len(pending)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_summary(console, table_class, summary: dict, codes: dict) -> None:
+    table = table_class(title='summary: answers from the superneuron node')
+    for column in ('task', 'source', 'answers', 'scored', 'accuracy', 'p50 ms', 'p95 ms'):
+        table.add_column(column, justify='left' if column in ('task', 'source') else 'right')
+    for row in summary['rows']:
+        table.add_row(row['task'], row['source'], str(row['answers']), str(row['scored']),
+                      f'{row["accuracy"]:.3f}', f'{row["p50_ms"]:.1f}', f'{row["p95_ms"]:.1f}')
+    console.print(table)
+    for name, frames in summary['frames'].items():
+        console.print(f'frames {name}: answered {frames["answered"]}, skipped {frames["skipped"]}')
+    if summary['failures']:
+        console.print(f'{len(summary["failures"])} Ask call(s) failed, e.g. '
+                      f'{summary["failures"][0]}')
+    console.print(f'processes exited with {codes}')
