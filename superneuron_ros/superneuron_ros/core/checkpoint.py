@@ -25,9 +25,12 @@ from pathlib import Path
 import re
 import struct
 
-# Decoder layer keys in the checkpoints of the supported families (v5 and older layouts), e.g.
-# model.language_model.layers.3., language_model.model.layers.3., model.text_model.layers.3.
-DECODER_LAYER = re.compile(r'(?:^|\.)(?:language_model|text_model)(?:\.model)?\.layers\.(\d+)\.')
+# Decoder layer keys in the checkpoints of the supported families, in the layouts transformers
+# writes (v5 saves several families in their older layout), e.g. language_model.model.layers.3.
+# (LLaVA), model.layers.3. (Qwen2-VL), model.language_model.layers.3. (Qwen3-VL),
+# model.text_model.layers.3. (SmolVLM). Vision tower blocks never match: the pattern is anchored.
+DECODER_LAYER = re.compile(
+    r'^(?:model\.)?(?:language_model\.|text_model\.)?(?:model\.)?layers\.(\d+)\.')
 LM_HEAD = re.compile(r'(?:^|\.)lm_head\.')
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import logging
 import os
 from pathlib import Path
+import types
 from typing import Any
 
 import torch
@@ -203,11 +204,19 @@ def image_only_processor_class(model_type: str) -> type:
     from transformers import ProcessorMixin
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
     base = getattr(transformers, PROCESSOR_MAPPING_NAMES[model_type])
+    if 'video_processor' not in base.get_attributes():
+        return base  # nothing to strip (LLaVA)
     attributes = [name for name in base.get_attributes() if name != 'video_processor']
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault('video_processor', None)
-        base.__init__(self, *args, **kwargs)
+    # The same __init__ code (transformers reads its argument names from the code object), with
+    # every positional argument defaulting to None so that no video processor is needed.
+    init = base.__init__
+    code = init.__code__
+    defaults = init.__defaults__ or ()
+    defaults = (None,) * (code.co_argcount - 1 - len(defaults)) + defaults
+    __init__ = types.FunctionType(code, init.__globals__, init.__name__, defaults,
+                                  init.__closure__)
+    __init__.__kwdefaults__ = init.__kwdefaults__
 
     def apply_chat_template(self: Any, *args: Any, **kwargs: Any) -> Any:
         # The generic template path; some families' overrides read video processor defaults.
