@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Checkpoint facts: decoder-layer keys of every family, and a weights hash scoped to layers 0..L."""
+"""Checkpoint facts: decoder-layer keys of every family; a weights hash scoped to layers 0..L."""
 
 from pathlib import Path
 

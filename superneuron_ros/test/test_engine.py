@@ -27,7 +27,7 @@ import torch
 from superneuron_ros.core.engine import Engine, StageTimes
 from superneuron_ros.core.errors import (DeviceError, ImageError, LayerRangeError, ModelLoadError,
                                          QuantizationError, UnsupportedArchitectureError)
-from superneuron_ros.core.loading import LoadConfig, load_model
+from superneuron_ros.core.loading import load_model, LoadConfig
 from superneuron_ros.core.sizing import model_sizes
 from superneuron_ros.core.zoo import build_model_folder, FAMILIES
 

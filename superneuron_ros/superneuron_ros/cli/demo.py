@@ -16,10 +16,10 @@
 
 It starts the superneuron node in its own process (the shipped demo model and profiles), a scene
 camera process publishing generated scenes (one camera as Image, one as CompressedImage), and a
-client in this process that listens to the standing-task answers and calls the Ask service. It prints
-a live table (question, answer, truth, confidence, latency) and, after a bounded time, a summary:
-accuracy per task, p50/p95 latency, frames answered and skipped. Nothing is faked: every answer
-comes from the node over ROS.
+client in this process that listens to the standing-task answers and calls the Ask service. It
+prints a live table (question, answer, truth, confidence, latency) and, after a bounded time, a
+summary: accuracy per task, p50/p95 latency, frames answered and skipped. Nothing is faked: every
+answer comes from the node over ROS.
 """
 
 import argparse

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available subcommand registered."""
     parser = argparse.ArgumentParser(
         prog='superneuron',
-        description='Offline tools for Super Neuron profiles: scenes, calibrate, eval, bench, demo.')
+        description='Offline tools for Super Neuron profiles: scenes, calibrate, eval, bench, '
+                    'demo.')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     subparsers.required = True

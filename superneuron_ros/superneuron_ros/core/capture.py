@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Activation capture at the last prompt position, as a context manager that always removes its hooks.
+"""Activation capture at the last prompt position, in a context manager that always unhooks.
 
 Two sites per decoder layer are readable:
 
@@ -72,7 +72,7 @@ def _pick(hidden: torch.Tensor, positions: torch.Tensor,
 def capture_activations(layers: nn.ModuleList,
                         sites: Mapping[Site, torch.Tensor | None],
                         stop_after: int | None = None) -> Iterator[Capture]:
-    """Hook `layers` to record `sites` (index tensor or None for all) at `Capture.positions`.
+    """Record `sites` (index tensor or None for all) of `layers` at `Capture.positions`.
 
     With `stop_after`, the layer of that index raises :class:`StopForward` after its hooks ran,
     so deeper layers are skipped (the caller catches it). Hooks are removed on exit, always.

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Read-only facts about a checkpoint on disk: which tensors a truncated model needs, and their hash.
+"""Read-only facts about a checkpoint on disk: the tensors a truncated model needs, and their hash.
 
 The hash identifies the weights that a profile's answers depend on (vision tower, projector,
 embeddings and decoder layers 0..L) straight from the safetensors files' bytes, without loading the

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine: prompts, preprocessing, the shared vision pass and activations at the answer position.
+"""The engine: prompts, preprocessing, the shared vision pass, activations at the answer position.
 
 An :class:`Engine` wraps a :class:`~superneuron_ros.core.loading.LoadedModel`. It never runs an LM
 head on the super-neuron path and never decodes; the full model's own answers (for baselines) are
@@ -73,7 +73,7 @@ class Engine:
 
     @property
     def num_loaded_layers(self) -> int:
-        """Number of decoder layers resident (exit layer + 1 when truncated)."""
+        """Return the number of decoder layers resident (exit layer + 1 when truncated)."""
         return len(self.layers)
 
     def render_prompt(self, question: str) -> str:
@@ -94,7 +94,7 @@ class Engine:
 
     @property
     def _nested_images(self) -> bool:
-        """SmolVLM's processor takes a list of images per prompt."""
+        """Tell whether the processor takes a list of images per prompt (SmolVLM)."""
         return self.family.name == 'smolvlm'
 
     def _sync(self) -> float:

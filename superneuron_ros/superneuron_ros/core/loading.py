@@ -12,11 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Load a vision-language model from a local folder, quantized, optionally truncated at an exit layer.
+"""Load a vision-language model from a local folder, quantized, optionally truncated at a layer.
 
-Truncation is one named operation, :func:`load_model` with ``exit_layer=L``: the decoder is built with
-layers ``0..L`` only and without the LM head, so the checkpoint tensors of deeper layers and of the
-head are never read (safetensors files are memory-mapped and only matched tensors are materialised).
+Truncation is one named operation, :func:`load_model` with ``exit_layer=L``: the decoder is built
+with layers ``0..L`` only and without the LM head, so the checkpoint tensors of deeper layers and
+of the head are never read (safetensors files are memory-mapped; only matched tensors are
+materialised).
 """
 
 from dataclasses import dataclass, field, replace
@@ -87,12 +88,12 @@ class LoadedModel:
 
     @property
     def loaded_layers(self) -> int:
-        """Number of decoder layers resident in memory."""
+        """Return the number of decoder layers resident in memory."""
         return len(self.family.decoder_layers(self.base_model))
 
     @property
     def base_model(self) -> nn.Module:
-        """The model without LM head (vision tower, projector, language model)."""
+        """Return the model without LM head (vision tower, projector, language model)."""
         return self.model if self.is_truncated else self.model.model
 
     def resident_parameters(self) -> int:
@@ -138,9 +139,9 @@ def check_model_folder(path: str | os.PathLike) -> Path:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ModelLoadError(
-            f'model folder {str(folder)!r} does not exist; point model_path at a local Hugging Face '
-            'model folder (config.json, *.safetensors and the processor files). Models are never '
-            'downloaded.')
+            f'model folder {str(folder)!r} does not exist; point model_path at a local Hugging '
+            'Face model folder (config.json, *.safetensors and the processor files). Models are '
+            'never downloaded.')
     if not (folder / 'config.json').is_file():
         raise ModelLoadError(f'{folder} has no config.json: it is not a Hugging Face model folder')
     if not list(folder.glob('*.safetensors')):
@@ -231,11 +232,12 @@ def load_processor(folder: Path, model_type: str | None = None) -> Any:
     """Load the model's processor (tokenizer, image processor, chat template) from the folder."""
     from transformers import AutoProcessor
     from transformers.utils import is_torchvision_available
-    kwargs = dict(local_files_only=True, trust_remote_code=False)
+    kwargs = {'local_files_only': True, 'trust_remote_code': False}
     try:
         if model_type is not None and not is_torchvision_available():
             try:
-                processor = image_only_processor_class(model_type).from_pretrained(folder, **kwargs)
+                processor_class = image_only_processor_class(model_type)
+                processor = processor_class.from_pretrained(folder, **kwargs)
             except (KeyError, AttributeError):  # a family without a processor class of its own
                 processor = AutoProcessor.from_pretrained(folder, **kwargs)
         else:
@@ -259,9 +261,9 @@ def load_model(load_config: LoadConfig) -> LoadedModel:
                               f'{num_layers} decoder layers (valid: 0..{num_layers - 1})')
     device = resolve_device(load_config.device)
     dtype = resolve_dtype(load_config.dtype, device)
-    kwargs: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False,
-                                  use_safetensors=True, dtype=dtype,
-                                  device_map={'': str(device)})
+    kwargs: dict[str, Any] = {'local_files_only': True, 'trust_remote_code': False,
+                              'use_safetensors': True, 'dtype': dtype,
+                              'device_map': {'': str(device)}}
     qconfig = quantization_config(load_config.quantization, dtype)
     if qconfig is not None:
         kwargs['quantization_config'] = qconfig

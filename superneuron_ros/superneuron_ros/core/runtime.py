@@ -124,7 +124,7 @@ class Runtime:
                 profile.check_compatible(by_layer[layer])
             selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
         except Exception:
-            del loaded
+            loaded.model = None  # drop the weights now; the caller only gets the error
             gc.collect()
             raise
         LOG.info('runtime ready: %d task(s) %s, exit layer %d, %s; %s', len(profiles), names,
@@ -133,7 +133,7 @@ class Runtime:
 
     @property
     def exit_layer(self) -> int:
-        """The deepest exit layer among the loaded profiles (the loaded depth minus one)."""
+        """Return the deepest exit layer among the loaded profiles (loaded depth minus one)."""
         return self.engine.num_loaded_layers - 1
 
     def answer(self, image: np.ndarray, task_names: Sequence[str]) -> RuntimeResult:

@@ -12,10 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Start-up self-test of bitsandbytes: one real quantized matmul against its dequantized reference.
+"""Start-up self-test of bitsandbytes: a real quantized matmul against its dequantized reference.
 
-bitsandbytes can import fine and still fail at its first kernel (e.g. "named symbol not found" on some
-Jetson builds), so the node runs this once at start-up and reports the result in its diagnostics.
+bitsandbytes can import fine and still fail at its first kernel (e.g. "named symbol not found" on
+some Jetson builds), so the node runs this once at start-up and reports the result in its
+diagnostics.
 """
 
 from dataclasses import dataclass

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Size a model without allocating it: parameter counts of the full and the truncated model on meta.
+"""Size a model without allocating it: parameter counts of full and truncated models on meta.
 
 This is how a 7B configuration is sized on a small machine: the modules are built on PyTorch's meta
 device, which records shapes and allocates nothing.
@@ -39,7 +39,7 @@ class ModelSize:
     linear: int  # parameters of nn.Linear weights inside the decoder and vision tower
     decoder_layers: int
 
-    def bytes(self, quantization: str, dtype_bytes: int = 2) -> float:
+    def estimate_bytes(self, quantization: str, dtype_bytes: int = 2) -> float:
         """Estimate resident bytes with the linear weights quantized (bitsandbytes style)."""
         if quantization == 'none':
             return float(self.total * dtype_bytes)

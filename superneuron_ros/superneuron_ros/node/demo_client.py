@@ -33,6 +33,7 @@ from std_msgs.msg import String
 
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
+
 from superneuron_ros.core import scenes
 from superneuron_ros.node.image_conversion import rgb_to_image
 
@@ -53,7 +54,7 @@ class Event:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Return the q-th percentile (0..100) of `values`, NaN when empty."""
+    """Return the q-th percentile, q in 0..100, of the values (NaN when there are none)."""
     return float(np.percentile(values, q)) if values else float('nan')
 
 

@@ -78,7 +78,7 @@ class SceneCamera(Node):
                 'camera': name, 'stamp': [stamp.sec, stamp.nanosec], 'answers': truth})))
             if is_compressed:
                 _, data = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+                                       [cv2.IMWRITE_JPEG_QUALITY, 95])
                 msg = CompressedImage(format='jpeg', data=data.tobytes())
             else:
                 msg = rgb_to_image(rgb)
