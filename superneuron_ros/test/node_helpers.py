@@ -1,0 +1,269 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Helpers for the node tests: a node in its own process, and a test client with its own context.
+
+The node process is started exactly as launch/superneuron.launch.py starts it:
+``python -m superneuron_ros.node.main --ros-args -r __node:=... -r __ns:=... --params-file F
+-r FROM:=TO --log-level L``.
+"""
+
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+import yaml
+
+from superneuron_ros.core.classifier import Prediction
+from superneuron_ros.core.engine import StageTimes
+from superneuron_ros.core.runtime import RuntimeResult, TaskInfo
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+TASKS = {
+    'door': TaskInfo('door', 'Is the door open?', ('yes', 'no'), 1, 3, 0.9, 0, '/p/door'),
+    'room': TaskInfo('room', 'Which room?', ('kitchen', 'hall', 'lab'), 1, 5, 0.8, None,
+                     '/p/room'),
+}
+
+
+class _SelfTest:
+    ok = True
+    message = 'nf4 matmul ok'
+
+
+class ScriptedRuntime:
+    """Answers label 0 for every task, or raises `fail`; records the images and tasks asked."""
+
+    def __init__(self) -> None:
+        """Start with no calls and no failure."""
+        self.tasks = TASKS
+        self.exit_layer = 1
+        self.selftest = _SelfTest()
+        self.calls = []
+        self.fail = None
+        self.closed = False
+
+    def answer(self, image, task_names):
+        """Return label 0 for each task (the real Runtime's result type)."""
+        if self.fail is not None:
+            raise self.fail
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        self.calls.append((image.shape, tuple(task_names)))
+        predictions = tuple(
+            Prediction(TASKS[n].labels[0], 0, TASKS[n].labels,
+                       (1.0,) + (0.0,) * (len(TASKS[n].labels) - 1), 1.0, 1)
+            for n in task_names)
+        return RuntimeResult(predictions, StageTimes(1.0, 2.0, 3.0, 0.5))
+
+    def close(self):
+        """Record the release."""
+        self.closed = True
+
+
+def ros_environment() -> dict[str, str]:
+    """Return the environment for ROS processes: localhost discovery and a private domain."""
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+    return {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+            'ROS_DOMAIN_ID': os.environ['ROS_DOMAIN_ID']}
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    """Write a ROS params file that applies `params` to any node name and namespace."""
+    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}, sort_keys=False))
+    return path
+
+
+class NodeProcess:
+    """The superneuron node in a child process, with its output in a log file."""
+
+    def __init__(self, params_file: Path, log_path: Path, namespace: str = '/sn_test',
+                 name: str = 'superneuron', remaps: Sequence[tuple[str, str]] = (),
+                 log_level: str = 'info') -> None:
+        """Start the node as the launch file does."""
+        command = [sys.executable, '-m', 'superneuron_ros.node.main', '--ros-args',
+                   '-r', f'__node:={name}', '-r', f'__ns:={namespace}',
+                   '--params-file', str(params_file)]
+        for source, target in remaps:
+            command += ['-r', f'{source}:={target}']
+        command += ['--log-level', log_level]
+        env = {**os.environ, **ros_environment(), 'PYTHONUNBUFFERED': '1',
+               'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1',
+               'PYTHONPATH': os.pathsep.join(
+                   [str(PACKAGE_ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p])}
+        self.name = f'{namespace.rstrip("/")}/{name}'
+        self.log_path = log_path
+        self._log = open(log_path, 'wb')
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=env, cwd=str(PACKAGE_ROOT))
+
+    def log(self) -> str:
+        """Return everything the node printed so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def interrupt(self, timeout: float = 30.0) -> int:
+        """Send SIGINT (Ctrl-C), wait for the exit, and return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the process if it still runs (SIGINT, then SIGKILL), and close the log."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # SIGKILL would leave /dev/shm files
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+class RosClient:
+    """A test node in its own rclpy Context, spun by a daemon thread."""
+
+    def __init__(self, name: str = 'sn_test_client') -> None:
+        """Create the context, the node and the spinning thread."""
+        ros_environment()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context was shut down under the executor
+            pass
+
+    def close(self) -> None:
+        """Stop spinning and shut the context down."""
+        try:
+            self.executor.shutdown()
+            self._thread.join(10)
+            self.node.destroy_node()
+        finally:
+            if self.context.ok():
+                rclpy.shutdown(context=self.context)
+
+    def wait_for_service(self, srv_type: Any, name: str, timeout: float = 120.0,
+                         process: 'NodeProcess | None' = None) -> None:
+        """Wait until service `name` is available (the node may still be loading its model)."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            deadline = time.monotonic() + timeout
+            while not client.wait_for_service(timeout_sec=1.0):
+                if process is not None and process.process.poll() is not None:
+                    raise AssertionError(f'the node exited with {process.process.returncode}:\n'
+                                         f'{process.log()[-3000:]}')
+                if time.monotonic() > deadline:
+                    log = process.log()[-3000:] if process is not None else ''
+                    raise AssertionError(f'service {name} not available after {timeout} s\n'
+                                         f'{log}')
+        finally:
+            self.node.destroy_client(client)
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
+        """Call a service (waiting up to 10 s for it) and return the response."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=10.0), f'service {name} not available'
+            return self.wait(client.call_async(request), timeout)
+        finally:
+            self.node.destroy_client(client)
+
+    @staticmethod
+    def wait(future: Any, timeout: float = 60.0) -> Any:
+        """Wait for an rclpy future and return its result."""
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(timeout), 'no response in time'
+        return future.result()
+
+    def collect(self, msg_type: Any, topic: str, qos: Any = 10) -> list:
+        """Subscribe to `topic` and return the list that received messages are appended to."""
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def camera(self, msg_type: Any, topic: str) -> Any:
+        """Return a publisher with the sensor-data QoS a camera driver uses."""
+        return self.node.create_publisher(msg_type, topic, qos_profile_sensor_data)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, period: float = 0.05,
+               what: str = 'condition') -> Any:
+    """Poll `predicate` until it returns a true value; return it, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+def fastdds_files() -> set[str]:
+    """Names of the Fast DDS shared-memory files in /dev/shm."""
+    try:
+        return {name for name in os.listdir('/dev/shm') if name.startswith('fastdds_')}
+    except FileNotFoundError:
+        return set()
+
+
+def files_in_use() -> set[str]:
+    """Names of /dev/shm files that some live process maps or holds open."""
+    used = set()
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f'/proc/{pid}/maps') as maps:
+                used.update(line.rsplit('/dev/shm/', 1)[1].strip().split(' ')[0]
+                            for line in maps if '/dev/shm/' in line)
+            fds = os.listdir(f'/proc/{pid}/fd')
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f'/proc/{pid}/fd/{fd}')
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith('/dev/shm/'):
+                used.add(target[len('/dev/shm/'):])
+    return used
+
+
+def orphaned_fastdds_files(before: set[str]) -> set[str]:
+    """Fast DDS files created since `before` that no live process uses: leaks."""
+    return {name for name in fastdds_files() - before if name not in files_in_use()}
