@@ -36,6 +36,9 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 # Never reach for a model hub: every model in the tests is built or shipped locally.
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ['TRANSFORMERS_OFFLINE'] = '1'
+# The models in the tests are tiny: one thread per process is much faster than two fighting
+# over 2 cores with a node process running beside the test (set before torch is imported).
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 # ament_index_python finds this package's and superneuron_interfaces's share folders in the venv.
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
 
