@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; return 0 when every task was answered by the node."""
     from rich.console import Console
     from rich.table import Table
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -152,7 +152,8 @@ def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]
     context = rclpy.Context()
     rclpy.init(context=context)
     client = DemoClient(f'/{NODE_NAME}', sorted({s.split('@')[0] for s in standing}), asked,
-                        args.ask_rate, image_every=3, size=64, seed=args.seed + 1000)
+                        args.ask_rate, image_every=3, size=64, seed=args.seed + 1000,
+                        context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     executor.add_node(client)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -171,8 +172,8 @@ def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]
 
 def _live(console, client, duration: float | None) -> None:
     """Print each answer as it is scored (half a second late, so its truth has arrived)."""
-    console.print(f'{"source":<10} {"camera":<8} {"question":<52} {"answer":<8} {"truth":<8} '
-                  f'{"conf":>5} {"ms":>7}')
+    console.print(f'{"source":<10} {"camera":<8} {"question":<44} {"answer":<8} {"truth":<8} '
+                  f'{"conf":>5} {"ms":>7}', highlight=False)
     shown = 0
     start = time.monotonic()
     try:
@@ -184,7 +185,7 @@ def _live(console, client, duration: float | None) -> None:
                 truth = client.resolve(event)
                 mark = ('[green]ok[/green]' if truth == event.label else
                         '[dim]n/a[/dim]' if truth is None else '[red]wrong[/red]')
-                console.print(f'{event.source:<10} {event.camera:<8} {event.question[:52]:<52} '
+                console.print(f'{event.source:<10} {event.camera:<8} {event.question[:44]:<44} '
                               f'{event.label:<8} {str(truth):<8} {event.confidence:5.2f} '
                               f'{event.latency_ms:7.1f} {mark}', highlight=False)
             shown += len(pending)

@@ -25,6 +25,7 @@ import json
 import statistics
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -62,15 +63,16 @@ class DemoClient(Node):
     """Collects the node's answers and the scene truth; calls Ask on a timer."""
 
     def __init__(self, target: str, standing: list[str], asked: list[tuple[str, str]],
-                 ask_rate: float, image_every: int, size: int, seed: int) -> None:
+                 ask_rate: float, image_every: int, size: int, seed: int,
+                 context: Any = None) -> None:
         """Subscribe to `target`'s outputs; `asked` lists (task, camera) pairs to Ask about."""
-        super().__init__('superneuron_demo_client')
+        super().__init__('superneuron_demo_client', context=context)
         self.target = target.rstrip('/')
         self.group = ReentrantCallbackGroup()
         self.lock = threading.Lock()
         self.events: list[Event] = []
         self.truth: dict[tuple[str, int, int], dict] = {}
-        self.latency: dict[str, LatencyStats] = {}
+        self.latency: dict[str, LatencyStats] = {}  # 'task@camera' -> newest stats
         self.failures: list[str] = []
         self.questions: dict[str, str] = {}
         self.asked = asked
@@ -121,7 +123,7 @@ class DemoClient(Node):
 
     def _on_latency(self, msg: LatencyStats) -> None:
         with self.lock:
-            self.latency[msg.task or msg.camera or 'all'] = msg
+            self.latency[f'{msg.task or "all"}@{msg.camera or "all"}'] = msg
 
     def _on_answer(self, msg: Answer) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)

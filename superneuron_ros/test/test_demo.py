@@ -1,0 +1,46 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""`superneuron demo` end to end: node, scene camera and client, three processes on loopback."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+pytest_plugins = ['calibrated_fixture']
+
+
+def test_demo_runs_to_its_summary(calibrated_red_present, tmp_path):
+    """The demo answers every task from the node, scores it and exits 0 with clean children."""
+    setup = calibrated_red_present
+    summary_file = tmp_path / 'summary.json'
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run(
+        [sys.executable, '-m', 'superneuron_ros.cli.main', 'demo',
+         '--model', str(setup.model_dir), '--profiles', str(setup.profiles_dir),
+         '--quantization', setup.quantization, '--duration', '8', '--json', str(summary_file)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(summary_file.read_text())
+    sources = {row['source']: row for row in summary['rows'] if row['task'] == 'red_present'}
+    assert set(sources) == {'standing', 'ask', 'ask+image'}
+    for row in sources.values():
+        assert row['answers'] > 0 and row['scored'] > 0
+        assert 0.0 <= row['accuracy'] <= 1.0 and row['p50_ms'] > 0
+    assert sources['standing']['answers'] >= 4
+    assert summary['exit_codes'] == {'node': 0, 'camera': 0}
+    assert summary['frames'], 'latency statistics from the node'
+    assert 'summary: answers from the superneuron node' in result.stdout
