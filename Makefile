@@ -18,6 +18,7 @@
 #   make demo     set up if needed, then run `superneuron demo` (ARGS='...' passes options)
 #   make test     set up if needed, then run every test (PYTEST_ARGS='-k name' narrows it)
 #   make lint     flake8 (ament configuration), pep257 and copyright checks
+#   make demo-model     retrain the embedded demo model; make demo-profiles recalibrates it
 #   make setup    create or update .venv (idempotent; a no-op in seconds when nothing changed)
 #   make clean    remove build outputs and caches (keeps .venv); `make distclean` removes .venv too
 
@@ -43,7 +44,7 @@ export AMENT_PREFIX_PATH="$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}"; \
 export PATH="$(VENV)/bin:$$PATH"
 endef
 
-.PHONY: help setup demo test lint clean distclean
+.PHONY: help setup demo test lint clean distclean demo-model demo-profiles
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -53,6 +54,15 @@ setup:
 
 demo: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron demo $(ARGS)
+
+# Rebuild the embedded demo's shipped artefacts: the model (about 30 minutes on 2 CPU cores), then
+# its profiles (a few minutes). `make demo` uses what is committed; these only reproduce it.
+demo-model: setup
+	@$(RUN_ENV); cd "$(ROOT)" && superneuron train-demo \
+	    --out superneuron_ros/superneuron_ros/data/demo_model $(ARGS)
+
+demo-profiles: setup
+	@$(RUN_ENV); bash "$(ROOT)/tools/make_demo_profiles.sh"
 
 # pytest's exit code 5 (no test collected) is a failure, like any other non-zero code.
 test: setup

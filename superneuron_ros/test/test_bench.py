@@ -1,0 +1,393 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Benchmarks: the measurement logic on a tiny model (never its timings)."""
+
+import json
+from pathlib import Path
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from superneuron_ros.core import scenes
+from superneuron_ros.core.bench import (BenchConfig, Clock, evaluate_targets, format_report,
+                                        run_benchmark, run_interleaved, summarize, write_json)
+from superneuron_ros.core.bench import runner
+from superneuron_ros.core.bench.memory import meta_sizes, probe_memory
+from superneuron_ros.core.bench.paths import (floor_pass, FullModelPaths, image_tokens,
+                                              layer_view, option_token_ids, vision_side)
+from superneuron_ros.core.bench.quick_profiles import (balanced_scenes, bench_tasks,
+                                                       capture_layers, quick_profiles)
+from superneuron_ros.core.bench.timing import paired_ratios
+from superneuron_ros.core.capture import SITES
+from superneuron_ros.core.engine import Engine
+from superneuron_ros.core.errors import DataError, LayerRangeError
+from superneuron_ros.core.loading import load_model, LoadConfig
+from superneuron_ros.core.probing import fit_stumps
+from superneuron_ros.core.profile import find_profiles, Profile
+from superneuron_ros.core.runtime import Runtime
+from superneuron_ros.core.zoo import build_model_folder
+
+SIZE = (40, 48)
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory) -> Path:
+    """Build a tiny LLaVA (4 decoder layers) once for this module."""
+    return build_model_folder(tmp_path_factory.mktemp('bench_model'), 'llava', seed=3)
+
+
+@pytest.fixture(scope='module')
+def profile_dirs(folder, tmp_path_factory) -> dict:
+    """Calibrate benchmark profiles: 3 tasks at layer 1, 1 task at layers 0 and 2."""
+    loaded = load_model(LoadConfig(str(folder), quantization='none', exit_layer=2))
+    plan = {'main': ([1], 3), 'layers': ([0, 2], 1)}
+    return quick_profiles(Engine(loaded), folder, 'none', plan, SIZE, k=3, calibration_images=6,
+                          out_dir=tmp_path_factory.mktemp('bench_profiles'))
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def test_summarize_median_quartiles_and_extremes():
+    """Summaries interpolate quartiles linearly and keep the extremes."""
+    stats = summarize([4.0, 1.0, 3.0, 2.0])
+    assert (stats.n, stats.median, stats.minimum, stats.maximum) == (4, 2.5, 1.0, 4.0)
+    assert stats.p25 == pytest.approx(1.75) and stats.p75 == pytest.approx(3.25)
+    assert stats.iqr == pytest.approx(1.5) and stats.mean == pytest.approx(2.5)
+    assert summarize([7.0]).p25 == 7.0
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_paired_ratios_pair_repeats():
+    """Per-repeat ratios pair the i-th sample of each side."""
+    stats = paired_ratios([2.0, 9.0, 4.0], [1.0, 3.0, 4.0])
+    assert (stats.minimum, stats.median, stats.maximum) == (1.0, 2.0, 3.0)
+    with pytest.raises(ValueError):
+        paired_ratios([1.0], [1.0, 2.0])
+
+
+def test_run_interleaved_rotates_and_does_not_record_warmup():
+    """Warm-up calls get negative indices and no timings; each repeat starts one case later."""
+    calls = []
+    cases = {name: (lambda r, name=name: calls.append((name, r)) or f'{name}{r}')
+             for name in 'abc'}
+    measured = run_interleaved(cases, Clock(torch.device('cpu')), repeats=4, warmup=2)
+    assert calls[:6] == [('a', -1), ('b', -1), ('c', -1), ('a', -2), ('b', -2), ('c', -2)]
+    assert measured.order == [['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b'],
+                              ['a', 'b', 'c']]
+    assert calls[6:9] == [('a', 0), ('b', 0), ('c', 0)] and calls[9] == ('b', 1)
+    assert measured.results['c'] == ['c0', 'c1', 'c2', 'c3']
+    assert all(len(v) == 4 and min(v) >= 0 for v in measured.times.values())
+    assert set(measured.stats()) == {'a', 'b', 'c'}
+    with pytest.raises(ValueError):
+        run_interleaved(cases, Clock(torch.device('cpu')), repeats=0)
+
+
+def test_clock_counts_the_call():
+    """A call that sleeps 20 ms is timed at 20 ms or more, and its result is returned."""
+    result, elapsed = Clock(torch.device('cpu')).time(lambda: time.sleep(0.02) or 'done')
+    assert result == 'done' and elapsed >= 20.0
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize('kwargs', [
+    {}, {'model_path': 'x', 'preset': 'demo'}, {'preset': 'demo', 'exit_layer': -1},
+    {'preset': 'demo', 'tasks': 10}, {'preset': 'demo', 'task_counts': (1, 16)},
+    {'preset': 'demo', 'image_size': (4, 4)}, {'preset': 'demo', 'quantization': 'q3'},
+    {'preset': 'demo', 'calibration_images': 3}, {'preset': 'demo', 'layers': (-1,)},
+    {'preset': 'demo', 'repeats': 0}])
+def test_config_rejects_bad_fields(kwargs):
+    """Every invalid field raises ValueError."""
+    with pytest.raises(ValueError):
+        BenchConfig(**kwargs)
+
+
+def test_cli_presets_are_the_zoo_presets():
+    """The CLI lists the zoo's presets without importing the zoo to build its parser."""
+    from superneuron_ros.cli.bench import PRESET_NAMES
+    from superneuron_ros.core.zoo import PRESETS
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
+def test_config_normalises_lists():
+    """Sweep lists are sorted and deduplicated; sizes become tuples."""
+    config = BenchConfig(preset='demo', layers=[3, 0, 3], image_size=[32, 48])
+    assert config.layers == (0, 3) and config.image_size == (32, 48)
+    assert config.to_dict()['layers'] == [0, 3]
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def test_balanced_scenes_give_each_label_twice():
+    """Chosen scenes give every task two examples of each label, the same for the same seed."""
+    tasks = bench_tasks(8)
+    chosen = balanced_scenes(tasks, 8, seed=5)
+    for task in tasks:
+        labels = [task.truth(scene) for scene in chosen]
+        assert labels.count('yes') >= 2 and labels.count('no') >= 2, task.spec.name
+    assert chosen == balanced_scenes(tasks, 8, seed=5)
+    assert len({task.spec.name for task in bench_tasks(9)}) == 9
+    with pytest.raises(DataError):
+        balanced_scenes(tasks, 3)
+    with pytest.raises(DataError):
+        bench_tasks(10)
+
+
+def test_quick_profiles_fit_real_thresholds_at_the_exit_layer(folder, profile_dirs):
+    """Profiles hold k neurons of their exit layer with thresholds fitted on real activations."""
+    assert sorted(profile_dirs['main']) == [1] and sorted(profile_dirs['layers']) == [0, 2]
+    main = [Profile.load(p) for p in find_profiles([profile_dirs['main'][1]])]
+    tasks = bench_tasks(3)
+    assert [p.task.name for p in main] == sorted(t.spec.name for t in tasks)
+    for profile in main:
+        assert len(profile.index) == 3 and set(profile.layer.tolist()) == {1}
+        assert profile.fingerprint.hash_layer == 1 and profile.kind == 'stump'
+    # Refit the first task's thresholds from activations captured again: the same stumps.
+    engine = Engine(load_model(LoadConfig(str(folder), quantization='none', exit_layer=1)))
+    chosen = balanced_scenes(tasks, 6, seed=0)
+    images = [scenes.render(scene, SIZE) for scene in chosen]
+    profile = next(p for p in main if p.task.name == tasks[0].spec.name)
+    values = capture_layers(engine, images, [profile.prompt], [1])
+    x = torch.cat([values[(1, site)][:, 0] for site in SITES], dim=1)  # [n, hidden + inter]
+    offset = {'residual': 0, 'mlp': values[(1, 'residual')].shape[2]}
+    columns = [offset[n.site] + n.index for n in profile.neurons]
+    y = torch.tensor([tasks[0].spec.label_index(tasks[0].truth(s)) for s in chosen])
+    refit = fit_stumps(x[:, columns], y)
+    np.testing.assert_allclose(profile.threshold, refit.threshold.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(profile.polarity, refit.polarity.numpy())
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+class _CallCounter:
+    """Count forward calls of modules."""
+
+    def __init__(self, modules: dict) -> None:
+        self.counts = dict.fromkeys(modules, 0)
+        self.handles = [module.register_forward_hook(self._hook(name))
+                        for name, module in modules.items()]
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            self.counts[name] += 1
+        return hook
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_floor_and_runtime_run_vision_once_and_layers_0_to_l(folder, profile_dirs):
+    """(c) and (d) run the vision tower once for K prompts and exactly layers 0..L."""
+    runtime = Runtime.load(LoadConfig(str(folder), quantization='none'),
+                           [profile_dirs['main'][1]])
+    base = runtime.loaded.base_model
+    layers = runtime.engine.layers
+    assert len(layers) == 2
+    counter = _CallCounter({'vision': base.vision_tower, 'layer0': layers[0],
+                            'layer1': layers[1]})
+    image = scenes.render(scenes.random_scene(np.random.default_rng(0)), SIZE)
+    names = list(runtime.profiles)
+    try:
+        result = runtime.answer(image, names)
+        assert counter.counts == {'vision': 1, 'layer0': 1, 'layer1': 1}
+        times = floor_pass(runtime.engine, image, [runtime.profiles[n].prompt for n in names])
+        assert counter.counts == {'vision': 2, 'layer0': 2, 'layer1': 2}
+    finally:
+        counter.close()
+    assert len(result.predictions) == 3 and times.decoder_ms > 0 and times.classify_ms == 0
+    tokens, length = image_tokens(runtime.engine, image, runtime.profiles[names[0]].prompt)
+    assert 0 < tokens < length
+
+
+def test_layer_view_runs_only_layers_0_to_l(folder):
+    """A view at layer 0 of a model truncated at 2 equals a model truncated at 0; then restores."""
+    deep = load_model(LoadConfig(str(folder), quantization='none', exit_layer=2))
+    shallow = Engine(load_model(LoadConfig(str(folder), quantization='none', exit_layer=0)))
+    image = scenes.render(scenes.random_scene(np.random.default_rng(1)), SIZE)
+    prompt = shallow.render_prompt('Is there a red shape in the image?')
+    sites = {(0, 'residual'): None}
+    layer1 = deep.base_model.language_model.layers[1]
+    with layer_view(deep, 0) as view:
+        engine = Engine(view)
+        assert engine.num_loaded_layers == 1 and view.load_config.exit_layer == 0
+        counter = _CallCounter({'layer1': layer1})
+        try:
+            floor_pass(engine, image, [prompt])
+        finally:
+            counter.close()
+        assert counter.counts['layer1'] == 0
+        seen = engine.capture([image], [prompt], sites)
+    torch.testing.assert_close(seen[(0, 'residual')],
+                               shallow.capture([image], [prompt], sites)[(0, 'residual')],
+                               atol=1e-5, rtol=0)
+    assert len(Engine(deep).layers) == 3
+    with pytest.raises(LayerRangeError):
+        with layer_view(deep, 3):
+            pass
+
+
+def test_vision_side_bounds_qwen_image_tokens(tmp_path, folder):
+    """A vision side bounds Qwen's resize (one token per merged block) and is restored."""
+    from superneuron_ros.core.loading import load_processor
+    from superneuron_ros.core.zoo.processors import qwen_factor
+    qwen = build_model_folder(tmp_path / 'qwen', 'qwen2_vl', seed=0)
+    engine = Engine(load_model(LoadConfig(str(qwen), quantization='none', exit_layer=0)))
+    factor = qwen_factor(engine.loaded.config)
+    image = scenes.render(scenes.random_scene(np.random.default_rng(3)), (8 * factor,) * 2)
+    prompt = engine.render_prompt('Is there a red shape?')
+    before = image_tokens(engine, image, prompt)[0]
+    with vision_side(engine.processor, 'qwen2_vl', 2 * factor) as bounded:
+        assert bounded and image_tokens(engine, image, prompt)[0] == 4
+    assert image_tokens(engine, image, prompt)[0] == before > 4
+    llava = load_processor(folder, 'llava')
+    with vision_side(llava, 'llava', 64) as bounded:
+        assert not bounded
+
+
+def test_full_model_paths_answer_with_labels(folder):
+    """(a) generates at most N tokens and maps text to labels; (b) picks one of the labels."""
+    engine = Engine(load_model(LoadConfig(str(folder), quantization='none')))
+    tasks = [task.spec for task in bench_tasks(2)]
+    paths = FullModelPaths(engine, tasks, max_new_tokens=2)
+    image = scenes.render(scenes.random_scene(np.random.default_rng(2)), SIZE)
+    generated = paths.generate(image)
+    assert len(generated) == 2 and all(1 <= g.new_tokens <= 2 for g in generated)
+    assert all(g.label_index in (None, 0, 1) for g in generated)
+    assert all(answer in (0, 1) for answer in paths.prefill(image))
+    options = option_token_ids(engine.processor.tokenizer, ('yes', 'no'))
+    assert all(options) and not set(options[0]) & set(options[1])
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_meta_sizes_match_loaded_parameters(folder):
+    """Meta-device counts equal the parameters of the loaded full and truncated models."""
+    config = load_model(LoadConfig(str(folder), quantization='none')).config
+    sizes = meta_sizes(config, 1)
+    full = load_model(LoadConfig(str(folder), quantization='none'))
+    cut = load_model(LoadConfig(str(folder), quantization='none', exit_layer=1))
+    assert sizes['full']['parameters'] == full.resident_parameters()
+    assert sizes['truncated']['parameters'] == cut.resident_parameters()
+    assert sizes['truncated']['decoder_layers'] == 2
+    assert sizes['parameter_ratio'] == pytest.approx(
+        cut.resident_parameters() / full.resident_parameters())
+    assert sizes['full']['bytes_float32'] == 2 * sizes['full']['bytes_float16']
+
+
+def test_memory_only_sizes_llava_7b_without_weights(tmp_path):
+    """The 7B shape is sized on the meta device: no folder is built; the 15% target is met."""
+    report = run_benchmark(BenchConfig(preset='llava-1.5-7b', memory_only=True,
+                                       cache_dir=str(tmp_path)))
+    meta = report['memory']['meta']
+    assert 7.0e9 < meta['full']['parameters'] < 7.1e9
+    assert meta['parameter_ratio'] < 0.15 and 'main' not in report
+    assert not any(tmp_path.iterdir())
+    target = next(t for t in report['targets'] if 'LLaVA' in t['target'])
+    assert target['applies'] and target['met']
+
+
+def test_memory_probe_runs_in_its_own_process(folder):
+    """A probe reports resident bytes and a peak RSS above its baseline."""
+    probe = probe_memory(str(folder), 'none', 1, 'cpu', 'auto', SIZE)
+    assert 'error' not in probe, probe
+    assert probe['exit_layer'] == 1 and probe['resident_bytes'] > 0
+    assert probe['peak_load_rss_bytes'] >= probe['rss_after_load_bytes'] \
+        >= probe['rss_baseline_bytes'] > 0
+    assert probe['peak_rss_bytes'] >= probe['peak_load_rss_bytes']
+    answering = probe['peak_pass_rss_bytes']  # None where the peak cannot be reset
+    assert answering is None or probe['peak_rss_bytes'] >= answering > 0
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+
+def test_evaluate_targets():
+    """Targets compare values with limits and say whether they apply to the run."""
+    report = {'config': {'exit_layer': 1}, 'machine': {'device': 'cpu'},
+              'model': {'family': 'qwen2_vl', 'num_layers': 28},
+              'main': {'ratios': {'a/c': {'of_medians': 12.0}, 'c/d': {'of_medians': 1.3}}},
+              'tasks': [{'tasks': 8, 'shared/one_task': 1.5}],
+              'memory': {'meta': {'parameter_ratio': 0.4}}}
+    rows = {row['target'][:5]: row for row in evaluate_targets(report)}
+    assert rows['(a)/('] == {**rows['(a)/('], 'value': 12.0, 'met': True, 'applies': True}
+    assert rows['(c)/(']['met'] is False and rows['8 tas']['met'] is True
+    assert rows['resid']['applies'] is False and rows['resid']['met'] is False
+    report['model']['num_layers'] = 4
+    assert evaluate_targets(report)[0]['applies'] is False
+
+
+def test_bench_command_end_to_end(folder, tmp_path):
+    """`superneuron bench` measures every path and sweep and writes a consistent JSON report."""
+    from superneuron_ros.cli.main import main
+    out = tmp_path / 'bench.json'
+    code = main(['bench', '--model', str(folder), '--repeats', '2', '--warmup', '0',
+                 '--layers', '0,1', '--sizes', '24', '--task-counts', '1,2',
+                 '--sweep-repeats', '1', '--calibration-images', '4', '--neurons', '2',
+                 '--image-size', '40x48', '--tasks', '2', '--max-new-tokens', '2',
+                 '--torch-profile', '3', '--work-dir', str(tmp_path / 'work'),
+                 '--json', str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    main_ = report['main']
+    assert set(main_['stats']) == {'a_generate', 'b_prefill', 'c_superneuron', 'd_floor'}
+    assert all(s['n'] == 2 for s in main_['stats'].values())
+    assert main_['interleaved_with_full'] and len(main_['tasks']) == 2
+    for name, (a, b) in {'a/c': ('a_generate', 'c_superneuron'),
+                         'c/d': ('c_superneuron', 'd_floor')}.items():
+        assert main_['ratios'][name]['of_medians'] == pytest.approx(
+            main_['stats'][a]['median'] / main_['stats'][b]['median'])
+    assert set(main_['c_stages']) == {'preprocess_ms', 'vision_ms', 'decoder_ms', 'classify_ms',
+                                      'other_ms'}
+    assert [row['exit_layer'] for row in report['layers']] == [0, 1]
+    assert report['sizes'][0]['image_size'] == [24, 24] and report['sizes'][0]['image_tokens'] > 0
+    assert [row['tasks'] for row in report['tasks']] == [1, 2]
+    assert report['tasks'][0]['shared/one_task'] == 1.0
+    assert report['model']['image_size'] == [40, 48] and len(report['torch_profile']) == 3
+    assert report['memory']['resident']['truncated']['parameters'] == \
+        report['memory']['meta']['truncated']['parameters']
+    assert len(report['targets']) == 4
+    assert report['command'].startswith('superneuron bench --model ')
+    assert '--layers 0,1' in report['command'] and '--image-size 40x48' in report['command']
+    assert len(list((tmp_path / 'work' / 'main' / 'L1').iterdir())) == 2
+    text = format_report(report)
+    assert 'Exit layer sweep' in text and 'Targets' in text and '(d) floor' in text
+
+
+def test_full_model_timed_apart_when_both_do_not_fit(folder, tmp_path, monkeypatch):
+    """Without room for both models, (a), (b) are timed after (c), (d), and still reported."""
+    monkeypatch.setattr(runner, 'fits_beside', lambda need: False)
+    before = set(Path(tempfile.gettempdir()).glob('superneuron-bench-*'))
+    report = run_benchmark(BenchConfig(
+        model_path=str(folder), repeats=1, warmup=0, layers=(), sizes=(), task_counts=(),
+        calibration_images=4, neurons=1, max_new_tokens=1, image_size=SIZE))
+    assert set(Path(tempfile.gettempdir()).glob('superneuron-bench-*')) == before  # cleaned up
+    assert report['profiles']['folder'] is None
+    main_ = report['main']
+    assert not main_['interleaved_with_full']
+    assert set(main_['stats']) == {'a_generate', 'b_prefill', 'c_superneuron', 'd_floor'}
+    assert main_['ratios']['b/c']['of_medians'] > 0
+    assert 'layers' not in report and 'sizes' not in report and 'tasks' not in report
+    path = write_json(report, tmp_path / 'r.json')
+    assert json.loads(path.read_text())['main']['tasks'] == main_['tasks']

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+#
+# Rebuild the embedded demo's profiles from the shipped demo model (`make demo-profiles`):
+# generated labelled scenes, then one `superneuron calibrate` per task, nf4 as the node runs it.
+# The prompt is the bare question, as the demo model was trained on it.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+data="$root/superneuron_ros/superneuron_ros/data"
+tasks=${DEMO_TASKS:-red_present,blue_present,shape_colour,shape_count,red_left_of_blue}
+n=${DEMO_N:-600}
+scenes_dir=$(mktemp -d)
+trap 'rm -rf "$scenes_dir"' EXIT
+
+superneuron scenes --out "$scenes_dir" --n "$n" --seed 7 --size 64 --tasks "$tasks"
+for task in ${tasks//,/ }; do
+    superneuron calibrate --model "$data/demo_model" --task "$scenes_dir/tasks/$task.yaml" \
+        --data "$scenes_dir/$task.jsonl" --out "$data/demo_profiles/$task" --force \
+        --quantization nf4 --prompt-template '{question}' --seed 0 --no-progress
+done
