@@ -19,30 +19,9 @@ import json
 import shlex
 import sys
 
+from superneuron_ros.cli.arguments import image_size, positive_int
+
 PRESET_NAMES = ('llava-1.5-7b', 'qwen2-vl-2b', 'smolvlm-256m', 'demo')  # core.zoo.PRESETS
-
-
-def _positive_int(text: str) -> int:
-    """Parse a positive integer for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} must be at least 1')
-    return value
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    """Parse an image size given as `S` (square) or `HxW`."""
-    parts = text.lower().split('x')
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2):
-        raise argparse.ArgumentTypeError(f'{text!r} is not a size; use e.g. 224 or 480x640')
-    return (values[0], values[-1])
 
 
 def _int_list(text: str) -> tuple[int, ...] | None:
@@ -101,22 +80,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--dtype', default='auto',
                         choices=('auto', 'float32', 'float16', 'bfloat16'),
                         help='compute dtype (default auto: float32 on CPU, bf16/fp16 on CUDA)')
-    parser.add_argument('--image-size', type=_image_size, metavar='S|HxW',
+    parser.add_argument('--image-size', type=image_size, metavar='S|HxW',
                         help='frame size in pixels (default: --vision-side, else the nominal '
                              'side of the model)')
-    parser.add_argument('--vision-side', type=_positive_int, metavar='S',
+    parser.add_argument('--vision-side', type=positive_int, metavar='S',
                         help='bound what the processor resizes images to: Qwen at most SxS '
                              'pixels, SmolVLM a longest edge of S (512 px tiles); LLaVA is fixed '
                              '(default: the processor as saved)')
-    parser.add_argument('--tasks', type=_positive_int, default=1, metavar='K',
+    parser.add_argument('--tasks', type=positive_int, default=1, metavar='K',
                         help='tasks answered per frame in the main measurement (default: 1)')
-    parser.add_argument('--repeats', type=_positive_int, default=5, metavar='N',
+    parser.add_argument('--repeats', type=positive_int, default=5, metavar='N',
                         help='timed repeats of the main measurement (default: 5)')
     parser.add_argument('--warmup', type=int, default=1, metavar='N',
                         help='untimed warm-up rounds (default: 1)')
-    parser.add_argument('--sweep-repeats', type=_positive_int, default=3, metavar='N',
+    parser.add_argument('--sweep-repeats', type=positive_int, default=3, metavar='N',
                         help='timed repeats of every sweep point (default: 3)')
-    parser.add_argument('--max-new-tokens', type=_positive_int, default=3, metavar='N',
+    parser.add_argument('--max-new-tokens', type=positive_int, default=3, metavar='N',
                         help='tokens (a) may generate (default: 3; random weights use them all)')
     parser.add_argument('--layers', type=_int_list, default=None, metavar='auto|none|L,..',
                         help='exit layers to sweep (default auto: 0, 1, L, N/4, N/2, N-1)')
@@ -125,9 +104,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              '(default auto: 0.5, 1, 1.5 x the main one)')
     parser.add_argument('--task-counts', type=_int_list, default=(1, 2, 4, 8),
                         metavar='none|K,..', help='tasks per frame to sweep (default: 1,2,4,8)')
-    parser.add_argument('--neurons', type=_positive_int, default=5, metavar='K',
+    parser.add_argument('--neurons', type=positive_int, default=5, metavar='K',
                         help='neurons per benchmark profile (default: 5)')
-    parser.add_argument('--calibration-images', type=_positive_int, default=8, metavar='N',
+    parser.add_argument('--calibration-images', type=positive_int, default=8, metavar='N',
                         help='generated images of the quick calibration (default: 8)')
     parser.add_argument('--memory', action='store_true',
                         help='also measure peak memory of full / truncated x nf4 / none, '
@@ -135,7 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--memory-only', action='store_true',
                         help='no timing: size the parameters on the meta device (no weights '
                              'needed) and, with --memory, run the peak-memory probes')
-    parser.add_argument('--threads', type=_positive_int, metavar='N',
+    parser.add_argument('--threads', type=positive_int, metavar='N',
                         help='torch CPU threads (default: as torch chooses)')
     parser.add_argument('--torch-profile', type=int, default=0, metavar='N',
                         help='list the top N operators of one super-neuron answer')

@@ -17,28 +17,7 @@
 import argparse
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    """Parse a positive integer for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{value} must be at least 1')
-    return value
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    """Parse an image size given as `S` (square) or `HxW`."""
-    parts = text.lower().split('x')
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2):
-        raise argparse.ArgumentTypeError(f'{text!r} is not a size; use e.g. 96 or 96x128')
-    return (values[0], values[-1])
+from superneuron_ros.cli.arguments import image_size, positive_int
 
 
 def _task_list(text: str) -> list[str]:
@@ -58,10 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     'The same seed always gives the same files.')
     parser.add_argument('--out', type=Path, required=True, metavar='DIR',
                         help='output folder (created if missing)')
-    parser.add_argument('--n', type=_positive_int, default=200, metavar='N',
+    parser.add_argument('--n', type=positive_int, default=200, metavar='N',
                         help='examples per task (default: 200)')
     parser.add_argument('--seed', type=int, default=0, metavar='S', help='seed (default: 0)')
-    parser.add_argument('--size', type=_image_size, default=(96, 96), metavar='S|HxW',
+    parser.add_argument('--size', type=image_size, default=(96, 96), metavar='S|HxW',
                         help='image size in pixels (default: 96)')
     parser.add_argument('--tasks', type=_task_list, default=None, metavar='A,B',
                         help='comma-separated task names (default: all; see --list-tasks)')
