@@ -84,8 +84,10 @@ def _node_params(args: argparse.Namespace, standing: list[str], folder: Path) ->
 
 
 def _start(command: list[str], log: Path) -> subprocess.Popen:
+    # Run from the log folder: started from a checkout's root, Python would take the ament
+    # package folder `superneuron_ros/` there for the Python package of the same name.
     handle = open(log, 'w')
-    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent,
                             start_new_session=True)
 
 
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                     logs / 'camera.log')
     try:
         summary = _run_client(args, console, standing, asked)
-    except TimeoutError as exc:
+    except (TimeoutError, RuntimeError) as exc:
         console.print(f'[red]{exc}[/red]')
         console.print((logs / 'node.log').read_text()[-3000:])
         return 1

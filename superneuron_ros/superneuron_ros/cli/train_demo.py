@@ -17,20 +17,19 @@
 import argparse
 from pathlib import Path
 import shlex
-from typing import Callable
+
+from superneuron_ros.cli.arguments import positive_int
 
 
-def _positive(kind: type) -> Callable[[str], int | float]:
-    """Return an argparse type that parses a positive `kind` (int or float)."""
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f'{value} must be greater than 0')
-        return value
-    return parse
+def _positive_float(text: str) -> float:
+    """Parse a number greater than 0 for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'{value} must be greater than 0')
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,15 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--out', type=Path, required=True, metavar='DIR',
                         help='output model folder (created if missing, files overwritten)')
     parser.add_argument('--seed', type=int, default=0, help='seed (default: 0)')
-    parser.add_argument('--minutes', type=_positive(float), default=25.0,
+    parser.add_argument('--minutes', type=_positive_float, default=25.0,
                         help='training time budget in minutes (default: 25)')
-    parser.add_argument('--steps', type=_positive(int), default=None,
+    parser.add_argument('--steps', type=positive_int, default=None,
                         help='step budget (default: none; with --minutes, whichever ends first)')
-    parser.add_argument('--batch-size', type=_positive(int), default=16,
+    parser.add_argument('--batch-size', type=positive_int, default=16,
                         help='images per step, each with several questions (default: 16)')
-    parser.add_argument('--lr', type=_positive(float), default=1e-3,
+    parser.add_argument('--lr', type=_positive_float, default=1e-3,
                         help='peak learning rate (default: 1e-3)')
-    parser.add_argument('--threads', type=_positive(int), default=2,
+    parser.add_argument('--threads', type=positive_int, default=2,
                         help='CPU threads for torch (default: 2; on a machine busy with other '
                              'work 1 can be faster)')
     parser.add_argument('--eval-per-task', type=int, default=150, metavar='N',

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -88,6 +89,9 @@ class DemoClient(Node):
                                  callback_group=self.group)
         self.create_subscription(LatencyStats, f'{self.target}/latency', self._on_latency, 10,
                                  callback_group=self.group)
+        self.model_error = ''
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10,
+                                 callback_group=self.group)
         for task in standing:
             self.create_subscription(Answer, f'{self.target}/answers/{task}', self._on_answer,
                                      10, callback_group=self.group)
@@ -95,12 +99,18 @@ class DemoClient(Node):
         self.ask_period = 1.0 / ask_rate if ask_rate > 0 else None
 
     def wait_ready(self, timeout: float) -> list:
-        """Wait for the node's services; return its task list (TaskInfo messages)."""
+        """Wait for the node's services; return its task list (TaskInfo messages).
+
+        Raises RuntimeError as soon as the node reports in /diagnostics that its model failed.
+        """
         deadline = time.monotonic() + timeout
         for client in (self.list_client, self.ask_client):
-            if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
-                raise TimeoutError(f'{client.srv_name} did not appear within {timeout:.0f} s: '
-                                   'did the node fail to configure? see its log')
+            while not client.wait_for_service(timeout_sec=0.5):
+                if self.model_error:
+                    raise RuntimeError(f'the node failed to configure: {self.model_error}')
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'{client.srv_name} did not appear within {timeout:.0f} s'
+                                       ': see the node log')
         future = self.list_client.call_async(ListTasks.Request())
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -120,6 +130,11 @@ class DemoClient(Node):
         data = json.loads(msg.data)
         with self.lock:
             self.truth[(data['camera'], *data['stamp'])] = data['answers']
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(': model') and status.level == DiagnosticStatus.ERROR:
+                self.model_error = status.message
 
     def _on_latency(self, msg: LatencyStats) -> None:
         with self.lock:

@@ -1,0 +1,149 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Tests of the demo-model training: packing, a short real training run, the shipped model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from superneuron_ros.cli.main import build_parser
+from superneuron_ros.cli.train_demo import command_line
+from superneuron_ros.core.engine import Engine
+from superneuron_ros.core.errors import DataError
+from superneuron_ros.core.loading import load_model, LoadConfig
+from superneuron_ros.core.scenes import get_task
+from superneuron_ros.core.train import (balanced_samples, DEFAULT_WEIGHTS, draw_samples,
+                                        evaluate_folder, IGNORE, QABatcher, REPORT, Sample,
+                                        train_demo, TrainConfig)
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / 'superneuron_ros' / 'data' / 'demo_model'
+TINY_SIZE = 32  # image side of the zoo's tiny LLaVA
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Train a tiny LLaVA for a few steps; return its folder and report."""
+    config = TrainConfig(seed=3, minutes=None, steps=16, batch_size=4, lr=3e-3, warmup_steps=2,
+                         threads=None, render_sizes=(TINY_SIZE,), check_every=8,
+                         check_per_task=2, check_size=TINY_SIZE)
+    out = tmp_path_factory.mktemp('trained')
+    report = train_demo(out, config, preset=None, num_layers=2, eval_per_task=0,
+                        command='test', progress_bar=False)
+    return out, report
+
+
+def test_config_rejects_bad_values() -> None:
+    """A config without a budget, or with a bad field, names the problem."""
+    with pytest.raises(DataError, match='budget'):
+        TrainConfig(minutes=None, steps=None)
+    with pytest.raises(DataError, match='batch_size'):
+        TrainConfig(batch_size=0)
+    with pytest.raises(DataError, match='task_weights'):
+        TrainConfig(task_weights={'no_such_task': 1.0})
+    with pytest.raises(DataError, match='simple_fraction'):
+        TrainConfig(simple_fraction=1.5)
+
+
+def test_draw_samples_keeps_presence_balanced() -> None:
+    """Added presence questions come in yes/no pairs; every answer is the scene's truth."""
+    samples = draw_samples(np.random.default_rng(0), 40, DEFAULT_WEIGHTS, (48,))
+    extra = [label for s in samples for task, label in s.questions[1:]
+             if task.endswith('_present')]
+    assert extra.count('yes') == extra.count('no') > 20
+    for sample in samples:
+        tasks = [task for task, _ in sample.questions]
+        assert len(tasks) == len(set(tasks)) >= 2
+        assert sample.image.shape == (48, 48, 3) and sample.image.dtype == np.uint8
+    simple = draw_samples(np.random.default_rng(1), 20, DEFAULT_WEIGHTS, (48,), simple=1.0)
+    for sample in simple:  # one shape: its colour present, another absent, and the largest
+        labels = dict(sample.questions)
+        assert list(labels.values()).count('yes') == list(labels.values()).count('no') == 1
+        assert labels[labels['shape_colour'] + '_present'] == 'yes'
+
+
+def test_packed_rows_match_single_questions(trained: tuple[Path, dict]) -> None:
+    """A packed row gives each answer the same logits as its own single-question sequence."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    folder, _ = trained
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+    batcher = QABatcher(AutoProcessor.from_pretrained(folder))
+    samples = draw_samples(np.random.default_rng(1), 3, DEFAULT_WEIGHTS, (TINY_SIZE,))
+    singles = [Sample(s.image, (q,)) for s in samples for q in s.questions]
+    packed, single = batcher.collate(samples), batcher.collate(singles)
+    assert packed['attention_mask'].ndim == 4 and single['attention_mask'].ndim == 2
+
+    def answer_logits(batch: dict) -> list[torch.Tensor]:
+        with torch.no_grad():
+            logits = model(**batch).logits  # [B, T, V]
+        labels = batch['labels']
+        first = (labels != IGNORE) & (labels.roll(1, dims=1) == IGNORE)  # [B, T]
+        return [logits[row, pos - 1] for row, pos in first.nonzero().tolist()]
+
+    a, b = answer_logits(packed), answer_logits(single)
+    assert len(a) == len(b) == len(singles)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+def test_training_reduces_loss_and_saves_a_loadable_model(trained: tuple[Path, dict]) -> None:
+    """A few steps lower the loss; the float16 folder loads through load_model and generates."""
+    folder, report = trained
+    losses = report['loss_curve']['mean_loss']
+    assert report['steps'] == 16 and len(losses) == 16
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 1.0
+    assert [check['step'] for check in report['checks']] == [8, 16]
+    saved = json.loads((folder / REPORT).read_text())
+    assert saved['steps'] == 16 and saved['weights_dtype'] == 'float16'
+    assert json.loads((folder / 'config.json').read_text())['dtype'] == 'float16'
+    engine = Engine(load_model(LoadConfig(str(folder), quantization='none', device='cpu')))
+    sample = balanced_samples('red_present', 1, seed=0, size=TINY_SIZE)[0]
+    text = engine.generate(sample.image, engine.render_prompt(get_task('red_present').question))
+    assert isinstance(text, str)
+    results = evaluate_folder(folder, n_per_task=2, seed=5, size=TINY_SIZE,
+                              tasks=['red_present'], progress_bar=False)
+    assert results['red_present']['n'] == 2
+    assert 0.0 <= results['red_present']['accuracy'] <= 1.0
+
+
+def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
+    """The train-demo subcommand parses its options and writes a reproducible command line."""
+    args = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--steps', '5',
+                                      '--lr', '0.002', '--batch-size', '8'])
+    assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 25.0)
+    again = build_parser().parse_args(command_line(args).split()[1:])
+    assert vars(again) == vars(args)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--minutes', '0'])
+
+
+@pytest.mark.skipif(not (DEMO_MODEL / 'model.safetensors').is_file(),
+                    reason='the demo model is not shipped in this checkout')
+def test_shipped_demo_model_answers_presence_questions() -> None:
+    """The shipped demo model loads offline, is small, and answers fresh presence questions."""
+    size = sum(p.stat().st_size for p in DEMO_MODEL.iterdir() if p.is_file())
+    assert size <= 10 * 1024 * 1024
+    engine = Engine(load_model(LoadConfig(str(DEMO_MODEL), quantization='none', device='cpu')))
+    correct = total = 0
+    for task in ('red_present', 'blue_present', 'yellow_present'):
+        spec = get_task(task)
+        prompt = engine.render_prompt(spec.question)
+        for sample in balanced_samples(task, 4, seed=424242, size=96):
+            correct += spec.match_answer(engine.generate(sample.image, prompt)) == \
+                spec.label_index(sample.questions[0][1])
+            total += 1
+    assert correct >= total - 2, f'{correct} of {total} presence answers correct'
