@@ -26,6 +26,8 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # The embedded demo (model folder and profiles) ships inside the Python package.
+    package_data={package_name: ['data/demo_model/*', 'data/demo_profiles/*/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -33,7 +35,7 @@ setup(
         (os.path.join('share', package_name, 'config'), sorted(glob('config/*.yaml'))),
     ],
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,
     maintainer='The superneuron_ros Authors',
     maintainer_email='superneuron_ros@example.com',
     description='Super Neurons for categorical visual questions on ROS 2: a shallow-exit 4-bit '
