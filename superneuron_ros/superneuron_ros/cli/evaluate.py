@@ -17,6 +17,7 @@
 import argparse
 from pathlib import Path
 
+from superneuron_ros.cli.arguments import positive_int
 from superneuron_ros.cli.calibrate import add_model_arguments
 
 
@@ -27,16 +28,6 @@ def method_list(text: str) -> tuple[str, ...]:
     if not methods or any(method not in METHODS for method in methods):
         raise argparse.ArgumentTypeError(f'{text!r}: choose from {",".join(METHODS)}')
     return methods
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text!r} must be a positive integer')
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,9 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='labelled set (use examples the profile was not calibrated on)')
     parser.add_argument('--methods', type=method_list, default=METHODS, metavar='A,B',
                         help=f'what to run (default: {",".join(METHODS)})')
-    parser.add_argument('--limit', type=_positive, default=None, metavar='N',
+    parser.add_argument('--limit', type=positive_int, default=None, metavar='N',
                         help='evaluate the first N examples only')
-    parser.add_argument('--max-new-tokens', type=_positive, default=8, metavar='N',
+    parser.add_argument('--max-new-tokens', type=positive_int, default=8, metavar='N',
                         help='generation budget of the generate method (default: 8)')
     parser.add_argument('--warmup', type=int, default=1, metavar='N',
                         help='untimed calls per method before timing (default: 1)')
