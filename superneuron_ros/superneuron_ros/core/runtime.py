@@ -100,6 +100,8 @@ class Runtime:
                                             torch.tensor(np.array(indices), dtype=torch.long))
                    for site, indices in classifier.requirements.items()}
             for name, classifier in self.classifiers.items()}
+        # The same coordinates on the model's device, so that no answer copies them there again.
+        self.device_sites = {site: idx.to(loaded.device) for site, idx in self.sites.items()}
 
     @classmethod
     def load(cls, load_config: LoadConfig, profile_paths: Sequence[str | Path]) -> 'Runtime':
@@ -150,7 +152,7 @@ class Runtime:
                 f'unknown task(s) {unknown}; loaded tasks: {sorted(self.profiles)}'
                 if unknown else 'no task asked; loaded tasks: ' + ', '.join(sorted(self.profiles)))
         prompts = [self.profiles[name].prompt for name in task_names]
-        values, times = self.engine.capture_shared(image, prompts, self.sites)
+        values, times = self.engine.capture_shared(image, prompts, self.device_sites)
         start = time.perf_counter()
         predictions = []
         for row, name in enumerate(task_names):
