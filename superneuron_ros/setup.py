@@ -47,6 +47,7 @@ setup(
         'console_scripts': [
             'superneuron = superneuron_ros.cli.main:main',
             'superneuron_node = superneuron_ros.node.main:main',
+            'scene_camera = superneuron_ros.lab.demo.camera:main',
         ],
     },
 )

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Launch the superneuron node with a params file, a namespace, a camera remap and a log level.
+"""
+Launch the superneuron node with a params file, a namespace, a camera remap and a log level.
 
     ros2 launch superneuron_ros superneuron.launch.py params_file:=my.yaml namespace:=robot1 \
         image_topic:=/front_camera/image_raw log_level:=debug

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A tiny model, generated scenes and a calibrated red_present profile, for any test to use.
+"""
+A tiny model, generated scenes and a calibrated red_present profile, for any test to use.
 
 ``build_calibrated(root)`` writes, under ``root``: ``model/`` (a tiny random LLaVA from the zoo),
 ``scenes/`` (``tasks/red_present.yaml``, ``red_present.jsonl``, ``images/``) and
@@ -32,12 +33,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from superneuron_ros.lab.report import plot_calibration, REPORT_PNG
+from superneuron_ros.lab.scenes import write_dataset
+from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
+from superneuron_ros.method.tasks import load_labelled_set, TaskSpec
 import torch
-
-from superneuron_ros.core.calibrate import calibrate, CalibrationOptions
-from superneuron_ros.core.scenes import write_dataset
-from superneuron_ros.core.tasks import load_labelled_set, TaskSpec
-from superneuron_ros.core.zoo import build_model_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,8 @@ def build_calibrated(root: str | Path, *, task_name: str = 'red_present', n: int
                      size: int = 32, model_seed: int = 0, scene_seed: int = 0,
                      quantization: str = 'none', model_dir: Path | None = None,
                      **options: Any) -> CalibratedSetup:
-    """Build (or reuse `model_dir`), write scenes and calibrate a profile of `task_name`.
+    """
+    Build (or reuse `model_dir`), write scenes and calibrate a profile of `task_name`.
 
     `options` override :class:`CalibrationOptions` fields (the baseline and progress bars are
     off unless asked for). Takes a few seconds on one CPU core.
@@ -90,6 +92,7 @@ def build_calibrated(root: str | Path, *, task_name: str = 'red_present', n: int
                            CalibrationOptions(**settings))
         profiles_dir = root / 'profiles'
         profile_dir = result.save(profiles_dir / task_name, overwrite=True)
+        plot_calibration(result.report, profile_dir / REPORT_PNG)
     return CalibratedSetup(model_dir=Path(model_dir), scenes_dir=scenes_dir, task_file=task_file,
                            data_file=data_file, profiles_dir=profiles_dir,
                            profile_dir=profile_dir, task=task, report=result.report,

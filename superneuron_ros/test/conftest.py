@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Test environment: the package on sys.path, ROS traffic kept local, model hubs never called.
+"""
+Test environment: the package on sys.path, ROS traffic kept local, model hubs never called.
 
 Runs before any test module is imported, so the variables below are in place before rclpy or
 transformers read them. Variables already set (by ``make test`` or colcon) are kept.

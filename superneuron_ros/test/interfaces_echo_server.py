@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Serve Ask and ListTasks with answers computed from each request, for test_interfaces.py.
+"""
+Serve Ask and ListTasks with answers computed from each request, for test_interfaces.py.
 
 Run as a separate process: ``python interfaces_echo_server.py --namespace /ns --lifetime 60``.
 It prints ``ready`` once both services exist, and exits on SIGINT, SIGTERM or after lifetime
@@ -65,7 +66,7 @@ def list_tasks(request: ListTasks.Request, response: ListTasks.Response) -> List
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until interrupted or until the lifetime has passed."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--namespace', default='/superneuron_test')
     parser.add_argument('--lifetime', type=float, default=60.0)
     args = parser.parse_args(argv)

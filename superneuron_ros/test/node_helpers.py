@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Helpers for the node tests: a node in its own process, and a test client with its own context.
+"""
+Helpers for the node tests: a node in its own process, and a test client with its own context.
 
 The node process is started exactly as launch/superneuron.launch.py starts it:
 ``python -m superneuron_ros.node.main --ros-args -r __node:=... -r __ns:=... --params-file F
@@ -33,11 +34,10 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
+from superneuron_ros.method.classifier import Prediction
+from superneuron_ros.runtime.facade import RuntimeResult, TaskInfo
+from superneuron_ros.vlm.engine import StageTimes
 import yaml
-
-from superneuron_ros.core.classifier import Prediction
-from superneuron_ros.core.engine import StageTimes
-from superneuron_ros.core.runtime import RuntimeResult, TaskInfo
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 

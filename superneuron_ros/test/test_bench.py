@@ -21,26 +21,25 @@ import time
 
 import numpy as np
 import pytest
+from superneuron_ros.errors import DataError, LayerRangeError
+from superneuron_ros.lab import scenes
+from superneuron_ros.lab.bench import (BenchConfig, Clock, evaluate_targets, format_report,
+                                       run_benchmark, run_interleaved, summarize, write_json)
+from superneuron_ros.lab.bench import runner
+from superneuron_ros.lab.bench.memory import meta_sizes, probe_memory
+from superneuron_ros.lab.bench.paths import (floor_pass, FullModelPaths, image_tokens, layer_view,
+                                             option_token_ids, vision_side)
+from superneuron_ros.lab.bench.quick_profiles import (balanced_scenes, bench_tasks, capture_layers,
+                                                      quick_profiles)
+from superneuron_ros.lab.bench.timing import paired_ratios
+from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.probing import fit_stumps
+from superneuron_ros.method.profiles import find_profiles, Profile
+from superneuron_ros.runtime.facade import Runtime
+from superneuron_ros.vlm.capture import SITES
+from superneuron_ros.vlm.engine import Engine
+from superneuron_ros.vlm.loading import load_model, LoadConfig
 import torch
-
-from superneuron_ros.core import scenes
-from superneuron_ros.core.bench import (BenchConfig, Clock, evaluate_targets, format_report,
-                                        run_benchmark, run_interleaved, summarize, write_json)
-from superneuron_ros.core.bench import runner
-from superneuron_ros.core.bench.memory import meta_sizes, probe_memory
-from superneuron_ros.core.bench.paths import (floor_pass, FullModelPaths, image_tokens,
-                                              layer_view, option_token_ids, vision_side)
-from superneuron_ros.core.bench.quick_profiles import (balanced_scenes, bench_tasks,
-                                                       capture_layers, quick_profiles)
-from superneuron_ros.core.bench.timing import paired_ratios
-from superneuron_ros.core.capture import SITES
-from superneuron_ros.core.engine import Engine
-from superneuron_ros.core.errors import DataError, LayerRangeError
-from superneuron_ros.core.loading import load_model, LoadConfig
-from superneuron_ros.core.probing import fit_stumps
-from superneuron_ros.core.profile import find_profiles, Profile
-from superneuron_ros.core.runtime import Runtime
-from superneuron_ros.core.zoo import build_model_folder
 
 SIZE = (40, 48)
 
@@ -123,7 +122,7 @@ def test_config_rejects_bad_fields(kwargs):
 def test_cli_presets_are_the_zoo_presets():
     """The CLI lists the zoo's presets without importing the zoo to build its parser."""
     from superneuron_ros.cli.bench import PRESET_NAMES
-    from superneuron_ros.core.zoo import PRESETS
+    from superneuron_ros.lab.zoo import PRESETS
     assert set(PRESET_NAMES) == set(PRESETS)
 
 
@@ -249,8 +248,8 @@ def test_layer_view_runs_only_layers_0_to_l(folder):
 
 def test_vision_side_bounds_qwen_image_tokens(tmp_path, folder):
     """A vision side bounds Qwen's resize (one token per merged block) and is restored."""
-    from superneuron_ros.core.loading import load_processor
-    from superneuron_ros.core.zoo.processors import qwen_factor
+    from superneuron_ros.vlm.loading import load_processor
+    from superneuron_ros.lab.zoo.processors import qwen_factor
     qwen = build_model_folder(tmp_path / 'qwen', 'qwen2_vl', seed=0)
     engine = Engine(load_model(LoadConfig(str(qwen), quantization='none', exit_layer=0)))
     factor = qwen_factor(engine.loaded.config)

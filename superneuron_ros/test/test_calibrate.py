@@ -19,18 +19,17 @@ import json
 from calibrated_fixture import build_calibrated, torch_threads
 import numpy as np
 import pytest
-import torch
-
 from superneuron_ros.cli.main import main
-from superneuron_ros.core.calibrate import (calibrate, CalibrationError, CalibrationOptions,
-                                            search_neurons, split_heldout)
-from superneuron_ros.core.errors import DataError, LayerRangeError, ProfileMismatchError
-from superneuron_ros.core.loading import LoadConfig
-from superneuron_ros.core.profile import Profile
-from superneuron_ros.core.runtime import Runtime
-from superneuron_ros.core.scenes import TASKS, write_dataset
-from superneuron_ros.core.tasks import load_image, load_labelled_set
-from superneuron_ros.core.zoo import build_model_folder
+from superneuron_ros.errors import DataError, LayerRangeError, ProfileMismatchError
+from superneuron_ros.lab.scenes import TASKS, write_dataset
+from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.calibrate import (calibrate, CalibrationError, CalibrationOptions,
+                                              search_neurons, split_heldout)
+from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.tasks import load_image, load_labelled_set
+from superneuron_ros.runtime.facade import Runtime
+from superneuron_ros.vlm.loading import LoadConfig
+import torch
 
 pytest_plugins = ['calibrated_fixture']  # the calibrated_red_present fixture
 RED = TASKS['red_present']

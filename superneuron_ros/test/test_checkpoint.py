@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 from safetensors.numpy import load_file, save_file
-
-from superneuron_ros.core.checkpoint import safetensors_header, tensor_layer, weights_hash
-from superneuron_ros.core.zoo import build_model_folder, FAMILIES
+from superneuron_ros.lab.zoo import build_model_folder, FAMILIES
+from superneuron_ros.vlm.checkpoint import safetensors_header, tensor_layer, weights_hash
 
 
 @pytest.mark.parametrize('family', FAMILIES)

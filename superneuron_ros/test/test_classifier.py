@@ -16,13 +16,13 @@
 
 import numpy as np
 import pytest
+from superneuron_ros.errors import DataError
+from superneuron_ros.method import probing
+from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
+from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.tasks import TaskSpec
+from superneuron_ros.vlm.fingerprint import ModelFingerprint
 import torch
-
-from superneuron_ros.core import probing
-from superneuron_ros.core.classifier import Prediction, SuperNeuronClassifier
-from superneuron_ros.core.errors import DataError
-from superneuron_ros.core.profile import ModelFingerprint, Profile
-from superneuron_ros.core.tasks import TaskSpec
 
 FINGERPRINT = ModelFingerprint('LlavaForConditionalGeneration', 'llava', 4, 64, 128, 'nf4',
                                '0123abcd', 1)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The embedded demo's shipped profiles: they load on the shipped model and really answer.
+"""
+The embedded demo's shipped profiles: they load on the shipped model and really answer.
 
 These check the committed artefacts (superneuron_ros/data), not the code that made them: the
 profiles' fingerprints match the shipped model in nf4, their answers on fresh scenes (a seed the
@@ -25,14 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from superneuron_ros.lab import scenes
+from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
+from superneuron_ros.method.profiles import find_profiles, Profile
+from superneuron_ros.method.tasks import Example
+from superneuron_ros.runtime.facade import Runtime
+from superneuron_ros.vlm.loading import LoadConfig
 import torch
-
-from superneuron_ros.core import scenes
-from superneuron_ros.core.calibrate import calibrate, CalibrationOptions
-from superneuron_ros.core.loading import LoadConfig
-from superneuron_ros.core.profile import find_profiles, Profile
-from superneuron_ros.core.runtime import Runtime
-from superneuron_ros.core.tasks import Example
 
 DATA = Path(__file__).resolve().parents[1] / 'superneuron_ros' / 'data'
 MODEL = DATA / 'demo_model'

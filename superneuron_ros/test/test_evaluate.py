@@ -19,19 +19,18 @@ import json
 from calibrated_fixture import torch_threads
 import numpy as np
 import pytest
-import torch
-
 from superneuron_ros.cli.main import main
-from superneuron_ros.core.engine import Engine
-from superneuron_ros.core.errors import DataError
-from superneuron_ros.core.evaluate import (confusion_scores, evaluate, EvaluationError,
-                                           EvaluationOptions, label_token_ids,
-                                           restricted_predictions)
-from superneuron_ros.core.loading import load_model, LoadConfig
-from superneuron_ros.core.profile import Profile
-from superneuron_ros.core.report import format_evaluation_table
-from superneuron_ros.core.scenes import TASKS, write_dataset
-from superneuron_ros.core.tasks import load_image, load_labelled_set
+from superneuron_ros.errors import DataError
+from superneuron_ros.lab.evaluate import (confusion_scores, evaluate, EvaluationError,
+                                          EvaluationOptions, label_token_ids,
+                                          restricted_predictions)
+from superneuron_ros.lab.report import format_evaluation_table
+from superneuron_ros.lab.scenes import TASKS, write_dataset
+from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.tasks import load_image, load_labelled_set
+from superneuron_ros.vlm.engine import Engine
+from superneuron_ros.vlm.loading import load_model, LoadConfig
+import torch
 
 pytest_plugins = ['calibrated_fixture']  # the calibrated_red_present fixture
 RED = TASKS['red_present']

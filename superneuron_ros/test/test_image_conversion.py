@@ -18,10 +18,9 @@ import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
-
-from superneuron_ros.core.errors import ImageError
-from superneuron_ros.node.image_conversion import (
-    compressed_to_rgb, image_to_rgb, msg_to_rgb, rgb_to_image)
+from superneuron_ros.errors import ImageError
+from superneuron_ros.node.image_conversion import (compressed_to_rgb, image_to_rgb, msg_to_rgb,
+                                                   rgb_to_image)
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)  # [H, W, 3]

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests of the Ask / ListTasks / standing-batch handlers against a scripted runtime.
+"""
+Tests of the Ask / ListTasks / standing-batch handlers against a scripted runtime.
 
 The handlers are called directly (no executor), with a runtime double that records what it was
 asked; the end-to-end behaviour with a real model is in test_node_process.py.
@@ -24,8 +25,7 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 from superneuron_interfaces.srv import Ask, ListTasks
-
-from superneuron_ros.core.errors import ModelLoadError
+from superneuron_ros.errors import ModelLoadError
 from superneuron_ros.node.answering import Answerer
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.image_conversion import rgb_to_image

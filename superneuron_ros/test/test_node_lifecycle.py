@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests of the lifecycle node's transitions, endpoints and parameters, driven over ROS.
+"""
+Tests of the lifecycle node's transitions, endpoints and parameters, driven over ROS.
 
 The node runs in this process under a MultiThreadedExecutor with a scripted runtime (no model),
 so that every transition can be exercised quickly; test_node_process.py runs the real thing.
@@ -36,8 +37,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
-
-from superneuron_ros.core.errors import ModelLoadError
+from superneuron_ros.errors import ModelLoadError
 from superneuron_ros.node.image_conversion import rgb_to_image
 from superneuron_ros.node.superneuron_node import SuperneuronNode
 

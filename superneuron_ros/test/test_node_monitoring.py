@@ -19,7 +19,6 @@ import math
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
-
 from superneuron_ros.node.diagnostics import build_diagnostics, ModelReport
 from superneuron_ros.node.params import CameraSpec
 from superneuron_ros.node.stats import RollingWindow, StatsBook

@@ -21,10 +21,10 @@ import pytest
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-
-from superneuron_ros.node.params import (
-    CameraSpec, declare_node_parameters, NodeSettings, ParameterError, parse_standing_task,
-    parse_standing_tasks, read_settings, StandingTask, topic_token, updated_settings)
+from superneuron_ros.node.params import (CameraSpec, declare_node_parameters, NodeSettings,
+                                         ParameterError, parse_standing_task, parse_standing_tasks,
+                                         read_settings, StandingTask, topic_token,
+                                         updated_settings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""End-to-end tests: the node in its own process, a tiny model, calibrated profiles, real ROS.
+"""
+End-to-end tests: the node in its own process, a tiny model, calibrated profiles, real ROS.
 
 The node is started as the launch file starts it (params file, namespace, remap, log level) and
 reused by the tests of this module; the last test stops it with SIGINT. Two more node processes
@@ -26,8 +27,8 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from node_helpers import (
-    fastdds_files, NodeProcess, orphaned_fastdds_files, RosClient, wait_until, write_params)
+from node_helpers import (fastdds_files, NodeProcess, orphaned_fastdds_files, RosClient,
+                          wait_until, write_params)
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
@@ -36,14 +37,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, Header
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
-
-from superneuron_ros.core import scenes
-from superneuron_ros.core.calibrate import calibrate, CalibrationOptions
-from superneuron_ros.core.loading import LoadConfig
-from superneuron_ros.core.runtime import Runtime
-from superneuron_ros.core.tasks import load_labelled_set
-from superneuron_ros.core.zoo import build_model_folder
+from superneuron_ros.lab import scenes
+from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
+from superneuron_ros.method.tasks import load_labelled_set
 from superneuron_ros.node.image_conversion import rgb_to_image
+from superneuron_ros.runtime.facade import Runtime
+from superneuron_ros.vlm.loading import LoadConfig
 
 NS = '/sn_proc'
 NODE = f'{NS}/superneuron'

@@ -18,7 +18,6 @@ import threading
 import time
 
 import pytest
-
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.params import StandingTask
 from superneuron_ros.node.standing import StandingScheduler, StandingWorker

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""pep257 docstrings (ament_pep257 with the pep257 convention) over the whole package."""
+"""pep257 docstrings over the whole package: stock ament_pep257 and the pep257 convention."""
 
 import logging
 from pathlib import Path
@@ -25,8 +25,14 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.linter
 @pytest.mark.pep257
-def test_pep257():
-    """Every public module, class, function and method has a pep257 docstring."""
+@pytest.mark.parametrize('convention', ['ament', 'pep257'])
+def test_pep257(convention):
+    """
+    Docstrings pass ament_pep257 as a robot runs it (ament) and the full pep257 convention.
+
+    The pep257 convention adds D100-D107: every public module, class, function and method has
+    a docstring.
+    """
     paths = [str(PACKAGE_ROOT / p) for p in ('superneuron_ros', 'launch', 'test', 'setup.py')
              if (PACKAGE_ROOT / p).exists()]
     # ament_pep257 sets pydocstyle's logger to INFO (a line per file); keep only the errors.
@@ -34,7 +40,7 @@ def test_pep257():
     level = log.level
     log.setLevel(logging.WARNING)
     try:
-        rc = main(argv=['--convention', 'pep257', *paths])
+        rc = main(argv=['--convention', convention, *paths])
     finally:
         log.setLevel(level)
     assert rc == 0, 'Found code style errors / warnings (see the output above)'

@@ -15,10 +15,9 @@
 """Tests of the per-scalar probing math: stumps, class means, folds, ranking and voting."""
 
 import pytest
+from superneuron_ros.errors import DataError
+from superneuron_ros.method import probing
 import torch
-
-from superneuron_ros.core import probing
-from superneuron_ros.core.errors import DataError
 
 
 def _planted(n=40, d=50, column=17, seed=0, reverse=False):

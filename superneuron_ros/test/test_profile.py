@@ -20,12 +20,11 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-
-from superneuron_ros.core.errors import ProfileError, ProfileMismatchError
-from superneuron_ros.core.probing import Neuron
-from superneuron_ros.core.profile import (
-    find_profiles, METADATA_FILE, ModelFingerprint, NEURONS_FILE, Profile)
-from superneuron_ros.core.tasks import TaskSpec
+from superneuron_ros.errors import ProfileError, ProfileMismatchError
+from superneuron_ros.method.probing import Neuron
+from superneuron_ros.method.profiles import (find_profiles, METADATA_FILE, ModelFingerprint,
+                                             NEURONS_FILE, Profile)
+from superneuron_ros.method.tasks import TaskSpec
 
 
 def _fingerprint(**kwargs) -> ModelFingerprint:

@@ -19,10 +19,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from superneuron_ros.core.errors import DataError, ImageError
-from superneuron_ros.core.tasks import (
-    Example, load_image, load_labelled_set, TaskSpec, write_labelled_set)
+from superneuron_ros.errors import DataError, ImageError
+from superneuron_ros.method.tasks import (Example, load_image, load_labelled_set, TaskSpec,
+                                          write_labelled_set)
 
 
 def _yes_no(**kwargs) -> TaskSpec:

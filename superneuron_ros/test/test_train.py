@@ -19,17 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 from superneuron_ros.cli.main import build_parser
 from superneuron_ros.cli.train_demo import command_line
-from superneuron_ros.core.engine import Engine
-from superneuron_ros.core.errors import DataError
-from superneuron_ros.core.loading import load_model, LoadConfig
-from superneuron_ros.core.scenes import get_task
-from superneuron_ros.core.train import (balanced_samples, DEFAULT_WEIGHTS, draw_samples,
-                                        evaluate_folder, IGNORE, QABatcher, REPORT, Sample,
-                                        train_demo, TrainConfig)
+from superneuron_ros.errors import DataError
+from superneuron_ros.lab.scenes import get_task
+from superneuron_ros.lab.train import (balanced_samples, DEFAULT_WEIGHTS, draw_samples,
+                                       evaluate_folder, IGNORE, QABatcher, REPORT, Sample,
+                                       train_demo, TrainConfig)
+from superneuron_ros.vlm.engine import Engine
+from superneuron_ros.vlm.loading import load_model, LoadConfig
+import torch
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / 'superneuron_ros' / 'data' / 'demo_model'
 TINY_SIZE = 32  # image side of the zoo's tiny LLaVA

@@ -19,17 +19,16 @@ import json
 import numpy as np
 import pytest
 from safetensors import safe_open
+from superneuron_ros.errors import ModelLoadError, UnsupportedArchitectureError
+from superneuron_ros.lab.zoo import (build_model_folder, build_processor, build_tokenizer,
+                                     count_parameters, FAMILIES, get_preset, on_meta, PRESETS,
+                                     processor_unavailable_reason, random_model, tiny_config)
+from superneuron_ros.lab.zoo.processors import save_processor_parts
+from superneuron_ros.lab.zoo.text import PROCESSOR_CLASSES
 import torch
 from transformers import (AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor,
                           AutoTokenizer, BitsAndBytesConfig)
 from zoo_fixtures import model_inputs, question_messages, zoo_folder  # noqa: F401
-
-from superneuron_ros.core.errors import ModelLoadError, UnsupportedArchitectureError
-from superneuron_ros.core.zoo import (build_model_folder, build_processor, build_tokenizer,
-                                      count_parameters, FAMILIES, get_preset, on_meta, PRESETS,
-                                      processor_unavailable_reason, random_model, tiny_config)
-from superneuron_ros.core.zoo.processors import save_processor_parts
-from superneuron_ros.core.zoo.text import PROCESSOR_CLASSES
 
 QUESTION = 'What colour is the ball on the left?'
 

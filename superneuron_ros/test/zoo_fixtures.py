@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Reusable pytest fixtures and helpers for tests that need a tiny model folder from the zoo.
+"""
+Reusable pytest fixtures and helpers for tests that need a tiny model folder from the zoo.
 
 Import the fixtures into a test module (or into ``conftest.py``) with
 ``from zoo_fixtures import zoo_folder  # noqa: F401``. Folders are built once per test session.
@@ -23,10 +24,9 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+from superneuron_ros.lab.zoo import build_model_folder, processor_unavailable_reason
 import torch
 from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-from superneuron_ros.core.zoo import build_model_folder, processor_unavailable_reason
 
 VISION_KEYS = ('pixel_values', 'image_grid_thw', 'pixel_attention_mask', 'image_sizes')
 
@@ -55,7 +55,8 @@ def question_messages(question: str) -> list[dict[str, Any]]:
 
 def model_inputs(folder: Path, model: torch.nn.Module, image: np.ndarray,
                  question: str) -> dict[str, torch.Tensor]:
-    """Return the model inputs for one image and a chat-templated `question`.
+    """
+    Return the model inputs for one image and a chat-templated `question`.
 
     Uses the folder's processor when this environment can build it. Otherwise (a video-capable
     processor without torchvision) it renders the chat template with the tokenizer, runs the

@@ -130,7 +130,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by the parsed arguments, print it and write the JSON."""
-    from superneuron_ros.core.bench import BenchConfig, format_report, run_benchmark, write_json
+    from superneuron_ros.lab.bench import BenchConfig, format_report, run_benchmark, write_json
     try:
         config = BenchConfig(
             model_path=args.model, preset=args.preset, cache_dir=args.cache_dir,

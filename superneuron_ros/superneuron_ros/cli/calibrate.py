@@ -32,7 +32,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def site_list(text: str) -> tuple[str, ...]:
     """Parse a comma-separated list of activation sites."""
-    from superneuron_ros.core.probing import SITES
+    from superneuron_ros.method.probing import SITES
     sites = tuple(part.strip() for part in text.split(',') if part.strip())
     if not sites or any(site not in SITES for site in sites):
         raise argparse.ArgumentTypeError(f'{text!r}: choose from {",".join(SITES)}')
@@ -54,19 +54,19 @@ def exit_layer(text: str) -> int | str:
 
 def add_model_arguments(parser: argparse.ArgumentParser, quantization_default: str | None) -> None:
     """Add --quantization, --device and --dtype (shared with `superneuron eval`)."""
-    from superneuron_ros.core.loading import DEVICES, DTYPES, QUANTIZATIONS
+    from superneuron_ros.vlm.config import DEVICES, DTYPE_NAMES, QUANTIZATIONS
     default = quantization_default or "the profile's"
     parser.add_argument('--quantization', choices=QUANTIZATIONS, default=quantization_default,
                         help=f'bitsandbytes weight format, or none (default: {default})')
     parser.add_argument('--device', default='auto', metavar='|'.join(DEVICES + ('cuda:N',)),
                         help='where the model runs (default: auto: CUDA when available)')
-    parser.add_argument('--dtype', choices=tuple(DTYPES), default='auto',
+    parser.add_argument('--dtype', choices=DTYPE_NAMES, default='auto',
                         help='compute dtype (default: auto: float32 on CPU, bfloat16 on CUDA)')
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `calibrate` subcommand."""
-    from superneuron_ros.core.calibrate import CalibrationOptions
+    from superneuron_ros.method.calibrate import CalibrationOptions
     defaults = CalibrationOptions()
     parser = subparsers.add_parser(
         'calibrate', help="find a task's Super Neurons and write a profile",
@@ -127,9 +127,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate, write the profile folder, and print the report table."""
-    from superneuron_ros.core.calibrate import calibrate, CalibrationOptions
-    from superneuron_ros.core.report import format_calibration_table, REPORT_JSON, REPORT_PNG
-    from superneuron_ros.core.tasks import load_labelled_set, TaskSpec
+    from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
+    from superneuron_ros.lab.report import format_calibration_table, plot_calibration, REPORT_PNG
+    from superneuron_ros.method.calibrate import REPORT_JSON
+    from superneuron_ros.method.tasks import load_labelled_set, TaskSpec
     options = CalibrationOptions(
         sites=args.sites, max_layer=args.max_layer, k=args.k, vote=args.vote,
         report_k=args.report_k,
@@ -141,10 +142,11 @@ def run(args: argparse.Namespace) -> int:
     task = TaskSpec.from_yaml(args.task)
     examples = load_labelled_set(args.data, task)
     if args.out.exists() and not args.force:
-        from superneuron_ros.core.errors import ProfileError
+        from superneuron_ros.errors import ProfileError
         raise ProfileError(f'{args.out} already exists; choose another folder or pass --force')
     result = calibrate(args.model, task, examples, options)
     path = result.save(args.out, overwrite=args.force)
+    plot_calibration(result.report, path / REPORT_PNG)
     print(format_calibration_table(result.report))
     print(f'profile written to {path} (with {REPORT_JSON} and {REPORT_PNG})')
     return 0

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""`superneuron demo`: the whole product, for real, on the embedded demo model.
+"""
+`superneuron demo`: the whole product, for real, on the embedded demo model.
 
 It starts the superneuron node in its own process (the shipped demo model and profiles), a scene
 camera process publishing generated scenes (one camera as Image, one as CompressedImage), and a
@@ -42,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `demo` subcommand."""
     parser = subparsers.add_parser(
         'demo', help='run the node, a scene camera and a client on the embedded demo model',
-        description=__doc__.split('\n\n')[1])
+        description=__doc__.strip().split('\n\n')[1])
     parser.add_argument('--duration', type=float, default=40.0,
                         help='seconds to run before the summary (default 40)')
     parser.add_argument('--forever', action='store_true', help='run until Ctrl-C')
@@ -61,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _plan(profile_root: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """Choose standing tasks and Ask calls from the tasks the shipped profiles define."""
-    from superneuron_ros.core.profile import find_profiles, Profile
+    from superneuron_ros.method.profiles import find_profiles, Profile
     tasks = sorted(Profile.load(path).task.name for path in find_profiles([profile_root]))
     presence = [t for t in tasks if t.endswith('_present')]
     standing = [f'{t}@front' for t in tasks] + [f'{t}@rear:1.0' for t in presence[:1]]
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     node = _start([python, '-m', 'superneuron_ros.node.main', '--ros-args',
                    '--params-file', str(params), '-r', f'__node:={NODE_NAME}'],
                   logs / 'node.log')
-    camera = _start([python, '-m', 'superneuron_ros.node.scene_camera', '--ros-args',
+    camera = _start([python, '-m', 'superneuron_ros.lab.demo.camera', '--ros-args',
                      '-p', 'cameras:=[front,rear]', '-p', 'compressed:=[rear]',
                      '-p', f'rate:={float(args.rate)}', '-p', f'seed:={args.seed}'],
                     logs / 'camera.log')
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]) -> dict:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from superneuron_ros.node.demo_client import DemoClient
+    from superneuron_ros.lab.demo.client import DemoClient
     context = rclpy.Context()
     rclpy.init(context=context)
     client = DemoClient(f'/{NODE_NAME}', sorted({s.split('@')[0] for s in standing}), asked,

@@ -23,7 +23,7 @@ from superneuron_ros.cli.calibrate import add_model_arguments
 
 def method_list(text: str) -> tuple[str, ...]:
     """Parse a comma-separated list of evaluation methods."""
-    from superneuron_ros.core.evaluate import METHODS
+    from superneuron_ros.lab.evaluate import METHODS
     methods = tuple(part.strip() for part in text.split(',') if part.strip())
     if not methods or any(method not in METHODS for method in methods):
         raise argparse.ArgumentTypeError(f'{text!r}: choose from {",".join(METHODS)}')
@@ -32,7 +32,7 @@ def method_list(text: str) -> tuple[str, ...]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `eval` subcommand."""
-    from superneuron_ros.core.evaluate import METHODS
+    from superneuron_ros.lab.evaluate import METHODS
     parser = subparsers.add_parser(
         'eval', help="compare a profile's answers with the full model's own",
         description='Answer every example of the labelled set one image at a time with (a) the '
@@ -63,10 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write the JSON results."""
-    from superneuron_ros.core.evaluate import evaluate, EvaluationOptions
-    from superneuron_ros.core.profile import Profile
-    from superneuron_ros.core.report import format_evaluation_table, write_json
-    from superneuron_ros.core.tasks import load_labelled_set
+    from superneuron_ros.lab.evaluate import evaluate, EvaluationOptions
+    from superneuron_ros.method.profiles import Profile
+    from superneuron_ros.jsonio import write_json
+    from superneuron_ros.lab.report import format_evaluation_table
+    from superneuron_ros.method.tasks import load_labelled_set
     profile = Profile.load(args.profile)
     options = EvaluationOptions(
         quantization=args.quantization or profile.fingerprint.quantization, device=args.device,

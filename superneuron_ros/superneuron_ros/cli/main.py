@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Entry point of the `superneuron` command: one subcommand per module of this package.
+"""
+Entry point of the `superneuron` command: one subcommand per module of this package.
 
 Each subcommand module exposes ``add_parser(subparsers)``, which registers its parser and sets
 ``func`` to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format='%(levelname)s %(name)s: %(message)s')
-    from superneuron_ros.core.errors import SuperneuronError
+    from superneuron_ros.errors import SuperneuronError
     try:
         return int(args.func(args) or 0)
     except SuperneuronError as exc:

@@ -80,7 +80,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train, save and evaluate the demo model; print the per-task accuracy."""
-    from superneuron_ros.core.train import TrainConfig, train_demo
+    from superneuron_ros.lab.train import TrainConfig, train_demo
     config = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                          check_every=args.check_every)

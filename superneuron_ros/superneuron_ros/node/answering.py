@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Answering: the ~/ask and ~/list_tasks handlers and the standing-task batch handler.
+"""
+Answering: the ~/ask and ~/list_tasks handlers and the standing-task batch handler.
 
 Bad input never raises out of here: every problem becomes ``success=False`` with an error that
 says what to do, and the next request is answered as usual.
@@ -21,11 +22,11 @@ says what to do, and the next request is answered as usual.
 import time
 from typing import Any, Callable, Mapping
 
-from superneuron_ros.core.errors import ImageError, SuperneuronError, UnknownTaskError
+from superneuron_ros.errors import ImageError, SuperneuronError, UnknownTaskError
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.image_conversion import msg_to_rgb
-from superneuron_ros.node.messages import (
-    answer_msg, fail_ask_response, fill_ask_response, task_info_msg)
+from superneuron_ros.node.messages import (answer_msg, fail_ask_response, fill_ask_response,
+                                           task_info_msg)
 from superneuron_ros.node.model import ModelNotLoadedError, ModelSlot
 from superneuron_ros.node.params import NodeSettings
 from superneuron_ros.node.standing import Batch
@@ -39,7 +40,8 @@ class Answerer:
                  settings: Callable[[], NodeSettings], logger: Any,
                  clock: Callable[[], float] = time.monotonic,
                  topics: Mapping[str, str] | None = None) -> None:
-        """Answer with `model` on frames of `store`; `settings()` returns the current settings.
+        """
+        Answer with `model` on frames of `store`; `settings()` returns the current settings.
 
         `topics` maps camera names to their resolved topics, for error messages.
         """
@@ -123,7 +125,8 @@ class Answerer:
 
     def answer_batch(self, batch: Batch, publish: Callable[[str, Any, bool | None], None]
                      ) -> None:
-        """Answer the due standing tasks of one frame in one runtime call and publish them.
+        """
+        Answer the due standing tasks of one frame in one runtime call and publish them.
 
         `publish(task, answer_msg, yes)` sends the Answer and, for yes/no tasks, yes as a bool.
         Frames older than max_image_age are dropped, not answered.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The newest frame of each camera, and a condition the standing-task worker waits on.
+"""
+The newest frame of each camera, and a condition the standing-task worker waits on.
 
 Image callbacks only store the message (no conversion), so image intake never waits for the
 model. Older frames are replaced, never queued; a short arrival history lets the worker count

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Build the node's /diagnostics message (for rqt_robot_monitor) from a snapshot of its state.
+"""
+Build the node's /diagnostics message (for rqt_robot_monitor) from a snapshot of its state.
 
 Status names are ``"<node name>: <part>"``. The model status is ERROR when loading failed; a
 camera is WARN when it has no frame yet or its newest frame is older than max_image_age.
@@ -24,7 +25,6 @@ from typing import Sequence
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
 from superneuron_ros.node.params import CameraSpec
 from superneuron_ros.node.stats import AnswerStats, CameraStats
 

@@ -12,10 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Image messages to and from numpy, without cv_bridge: the only place the node converts images.
+"""
+Image messages to and from numpy, without cv_bridge: the only place the node converts images.
 
 Every function returning an image returns a new (H, W, 3) uint8 RGB array, the form the core
-expects. Problems raise :class:`~superneuron_ros.core.errors.ImageError` with a message that says
+expects. Problems raise :class:`~superneuron_ros.errors.ImageError` with a message that says
 what to change on the publishing side.
 """
 
@@ -24,8 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
-
-from superneuron_ros.core.errors import ImageError
+from superneuron_ros.errors import ImageError
 
 # encoding -> (channels, bytes per channel, channel order as read)
 ENCODINGS = {
@@ -50,7 +50,8 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
 
 
 def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
-    """Convert a sensor_msgs/Image to a new (H, W, 3) uint8 RGB array.
+    """
+    Convert a sensor_msgs/Image to a new (H, W, 3) uint8 RGB array.
 
     Supports the encodings in SUPPORTED_ENCODINGS, padded rows (step larger than a row's bytes)
     and big-endian 16-bit data; mono16 is scaled to 8 bit (value / 256). `max_pixels` > 0

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Entry point of the superneuron node: ``superneuron_node --ros-args ...``.
+"""
+Entry point of the superneuron node: ``superneuron_node --ros-args ...``.
 
 Also runnable as ``python -m superneuron_ros.node.main --ros-args --params-file FILE``.
 """
@@ -22,7 +23,6 @@ import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-
 from superneuron_ros.node.superneuron_node import SuperneuronNode
 
 # Threads for callbacks: concurrent Ask calls wait on the model lock while image callbacks,

@@ -20,7 +20,6 @@ from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 from superneuron_interfaces.msg import Answer, LatencyStats, TaskInfo
 from superneuron_interfaces.srv import Ask
-
 from superneuron_ros.node.stats import AnswerStats
 
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The node's model slot: the core Runtime behind one lock, loaded and released with the lifecycle.
+"""
+The node's model slot: the core Runtime behind one lock, loaded and released with the lifecycle.
 
 The Runtime is not thread-safe, so every call goes through :meth:`ModelSlot.answer`, which holds
 the lock. The slot also keeps the :class:`ModelReport` that diagnostics publish.
@@ -22,8 +23,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
-from superneuron_ros.core.errors import ProfileError, SuperneuronError
+from superneuron_ros.errors import ProfileError, SuperneuronError
 from superneuron_ros.node.diagnostics import ModelReport
 from superneuron_ros.node.params import NodeSettings
 
@@ -34,7 +34,7 @@ class ModelNotLoadedError(SuperneuronError):
 
 def load_runtime(load_config: Any, profiles: Sequence[str]) -> Any:
     """Load the core Runtime (imported here, so that torch loads with the model, not the node)."""
-    from superneuron_ros.core.runtime import Runtime
+    from superneuron_ros.runtime.facade import Runtime
     return Runtime.load(load_config, profiles)
 
 

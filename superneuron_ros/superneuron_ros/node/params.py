@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The node's parameters: declarations with descriptors, parsing, and validation of changes.
+"""
+The node's parameters: declarations with descriptors, parsing, and validation of changes.
 
 Cameras cannot be a dict in ROS parameters, so they are a list of names plus, per name, a
 ``<name>.topic`` and a ``<name>.transport`` parameter declared after reading the list (as nav2
@@ -28,9 +29,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-
-from superneuron_ros.core.errors import SuperneuronError
-from superneuron_ros.core.loading import LoadConfig
+from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.vlm.config import LoadConfig
 
 TRANSPORTS = ('raw', 'compressed')
 _NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*\Z')

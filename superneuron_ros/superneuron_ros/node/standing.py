@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Standing tasks: answer configured tasks on the newest frames, never building a backlog.
+"""
+Standing tasks: answer configured tasks on the newest frames, never building a backlog.
 
 One worker thread waits on the frame store's condition. When a camera has a frame newer than
 the one a due task last saw, the worker takes the camera's newest frame and answers every due
@@ -100,7 +101,8 @@ class StandingWorker:
                  answer: Callable[[Batch], None],
                  on_error: Callable[[Batch, Exception], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        """Answer `tasks` on frames of `store` by calling `answer(batch)` one batch at a time.
+        """
+        Answer `tasks` on frames of `store` by calling `answer(batch)` one batch at a time.
 
         An exception from `answer` is counted and passed to `on_error`; the worker goes on.
         """

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Latency and throughput bookkeeping: per (task, camera) answers and per camera frames.
+"""
+Latency and throughput bookkeeping: per (task, camera) answers and per camera frames.
 
 Everything here is plain Python, thread-safe, and timed with caller-supplied monotonic seconds,
 so that it can be tested without ROS or sleeping.

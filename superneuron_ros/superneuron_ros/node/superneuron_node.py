@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The superneuron lifecycle node: cameras in, categorical answers out.
+"""
+The superneuron lifecycle node: cameras in, categorical answers out.
 
 configure loads the profiles and the model truncated at their deepest exit layer; activate
 subscribes to the cameras and creates ~/ask, ~/list_tasks, ~/answers/<task>[/yes] and ~/latency;
@@ -35,16 +36,15 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
-
-from superneuron_ros.core.errors import SuperneuronError
+from superneuron_ros.errors import SuperneuronError
 from superneuron_ros.node.answering import Answerer
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
 from superneuron_ros.node.messages import latency_msg
 from superneuron_ros.node.model import load_runtime, ModelSlot
-from superneuron_ros.node.params import (
-    declare_node_parameters, NodeSettings, ParameterError, read_settings, StandingTask,
-    topic_token, updated_settings)
+from superneuron_ros.node.params import (declare_node_parameters, NodeSettings, ParameterError,
+                                         read_settings, StandingTask, topic_token,
+                                         updated_settings)
 from superneuron_ros.node.standing import StandingWorker
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
 

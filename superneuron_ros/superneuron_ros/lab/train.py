@@ -1,0 +1,471 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Train the small demo VLM on generated scenes and measure it the way the product uses it.
+
+:func:`train_demo` builds a zoo model (the 'demo' LLaVA preset by default) with seeded random
+weights, trains it with AdamW on question / answer pairs drawn on the fly from
+:mod:`~superneuron_ros.lab.scenes` (the prompt through the chat template with the generation
+prompt, the loss on the answer tokens and eos only), saves it in float16 with its processor, and
+evaluates it on held-out scenes by greedy generation through
+:func:`~superneuron_ros.vlm.loading.load_model` and
+:meth:`~superneuron_ros.vlm.engine.Engine.generate`, mapped with
+:meth:`~superneuron_ros.method.tasks.TaskSpec.match_answer`.
+"""
+
+from dataclasses import asdict, dataclass, field
+import json
+import logging
+import math
+from pathlib import Path
+import time
+from typing import Any, Callable, Sequence
+import zlib
+
+import numpy as np
+from superneuron_ros.errors import DataError
+from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, random_scene, render,
+                                        sample_scene_for, Scene, TASKS)
+import torch
+from tqdm import tqdm
+
+LOG = logging.getLogger(__name__)
+
+REPORT = 'training_report.json'
+IGNORE = -100  # label of positions without loss
+# Each presence question is one of six alike tasks; the three others get twice their weight.
+DEFAULT_WEIGHTS = {name: (1.0 if name.endswith('_present') else 2.0) for name in TASKS}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: seed, budget (minutes and / or steps), optimiser and data settings."""
+
+    seed: int = 0
+    minutes: float | None = 25.0  # wall-clock budget of the training loop; None: steps only
+    steps: int | None = None  # step budget; None: minutes only
+    batch_size: int = 16  # images per step; each carries several questions
+    lr: float = 1e-3  # peak learning rate (see learning_rate for the schedule)
+    min_lr_ratio: float = 0.05
+    decay_fraction: float = 0.3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    threads: int | None = 2  # torch CPU threads; None: leave torch's default
+    render_sizes: tuple[int, ...] = (64, 96, 128)  # square renders, resized by the processor
+    task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    check_every: int = 100  # steps between held-out first-token checks; 0: never
+    check_per_task: int = 16
+    check_size: int = 96  # side of the held-out check images
+    presence_pairs: int = 2  # present + absent colour questions added to each training image
+    simple_fraction: float = 0.5  # share of one-shape scenes at the start (a curriculum) ...
+    simple_until: float = 0.6  # ... falling linearly until this fraction of the budget ...
+    simple_floor: float = 0.2  # ... to this share of simple_fraction, kept to the end
+
+    def __post_init__(self) -> None:
+        """Check the fields; raise DataError naming the offending one."""
+        if self.minutes is None and self.steps is None:
+            raise DataError('give a budget: minutes, steps or both')
+        if self.minutes is not None and self.minutes <= 0:
+            raise DataError(f'minutes={self.minutes} must be > 0')
+        if self.steps is not None and self.steps < 1:
+            raise DataError(f'steps={self.steps} must be >= 1')
+        for name in ('batch_size', 'check_per_task'):
+            if getattr(self, name) < 1:
+                raise DataError(f'{name}={getattr(self, name)} must be >= 1')
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or not 0 < self.decay_fraction <= 1:
+            raise DataError(f'lr={self.lr} must be > 0, min_lr_ratio={self.min_lr_ratio} in '
+                            f'[0, 1] and decay_fraction={self.decay_fraction} in (0, 1]')
+        if not (0 <= self.simple_fraction <= 1 and 0 <= self.simple_floor <= 1
+                and self.simple_until > 0):
+            raise DataError(f'simple_fraction={self.simple_fraction} and simple_floor='
+                            f'{self.simple_floor} must lie in [0, 1], simple_until='
+                            f'{self.simple_until} must be > 0')
+        if self.threads is not None and self.threads < 1:
+            raise DataError(f'threads={self.threads} must be >= 1')
+        if not self.render_sizes or min(self.render_sizes) < 8:
+            raise DataError(f'render_sizes={self.render_sizes} must hold sizes >= 8 pixels')
+        unknown = [name for name in self.task_weights if name not in TASKS]
+        if unknown or not any(w > 0 for w in self.task_weights.values()):
+            raise DataError(f'task_weights must give a positive weight to some of {list(TASKS)}; '
+                            f'unknown: {unknown}')
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: steps, time, losses and the held-out checks along the way."""
+
+    steps: int
+    seconds: float
+    final_loss: float  # mean loss over the last (up to) 20 steps
+    history: list[dict[str, Any]]  # {'step', 'loss', 'lr', 'seconds'[, 'check']}
+    losses: list[float]  # every step's loss
+
+    def loss_curve(self, points: int = 20) -> dict[str, Any]:
+        """Return the mean loss over `points` consecutive windows of steps."""
+        window = max(1, len(self.losses) // points)
+        means = [float(np.mean(self.losses[i:i + window]))
+                 for i in range(0, len(self.losses), window)]
+        return {'window_steps': window, 'mean_loss': [round(m, 4) for m in means]}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and the (task, true label) questions asked about it."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    questions: tuple[tuple[str, str], ...]
+
+
+def _presence_questions(scene: Scene, rng: np.random.Generator, pairs: int,
+                        skip: str) -> list[tuple[str, str]]:
+    """Return up to `pairs` yes and as many no presence questions about `scene` (balanced)."""
+    present = sorted({shape.colour for shape in scene.shapes} - {skip})
+    absent = sorted(set(COLOURS) - {shape.colour for shape in scene.shapes} - {skip})
+    k = min(pairs, len(present), len(absent))
+    return ([(f'{c}_present', 'yes') for c in rng.permutation(present)[:k]]
+            + [(f'{c}_present', 'no') for c in rng.permutation(absent)[:k]])
+
+
+def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: int) -> Sample:
+    """Draw a one-shape scene asked about its colour: present, one absent colour, largest."""
+    scene = random_scene(rng, n_shapes=1)
+    questions = _presence_questions(scene, rng, 1, '')
+    if weights.get('shape_colour', 0) > 0:
+        questions.append(('shape_colour', scene.shapes[0].colour))
+    questions = [(task, label) for task, label in questions if weights.get(task, 0) > 0]
+    return Sample(render(scene, size), tuple(questions))
+
+
+def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
+                 sizes: Sequence[int], presence_pairs: int = 2,
+                 simple: float = 0.0) -> list[Sample]:
+    """
+    Draw `n` images, each with a main question and further questions about the same scene.
+
+    The main question's task is drawn by weight and its label uniformly, then a scene with that
+    answer. Added to it: `presence_pairs` present and as many absent colours (so presence stays
+    balanced), the shape count, and the largest shape's colour where one is clearly largest.
+    A fraction `simple` of the images are one-shape scenes instead (see `_simple_sample`).
+    """
+    names = [name for name, weight in weights.items() if weight > 0]
+    p = np.array([weights[name] for name in names], dtype=np.float64)
+    samples = []
+    for task in rng.choice(names, size=n, p=p / p.sum()):
+        if simple > 0 and rng.random() < simple:
+            sample = _simple_sample(rng, weights, int(sizes[int(rng.integers(len(sizes)))]))
+            if sample.questions:
+                samples.append(sample)
+                continue
+        spec = get_task(str(task))
+        label = spec.labels[int(rng.integers(len(spec.labels)))]
+        scene = sample_scene_for(spec.name, label, rng)
+        colour = spec.name[:-len('_present')] if spec.name.endswith('_present') else ''
+        questions = [(spec.name, label)] + _presence_questions(scene, rng, presence_pairs, colour)
+        for extra in ('shape_count', 'shape_colour'):
+            truth = answer(extra, scene)
+            if extra != spec.name and truth is not None and weights.get(extra, 0) > 0:
+                questions.append((extra, truth))
+        size = int(sizes[int(rng.integers(len(sizes)))])
+        samples.append(Sample(render(scene, size), tuple(questions)))
+    return samples
+
+
+def balanced_samples(task: str, n: int, seed: int, size: int) -> list[Sample]:
+    """Return `n` one-question samples of a task, labels balanced, drawn from (seed, task)."""
+    spec = get_task(task)
+    rng = np.random.default_rng([int(seed), 7, zlib.crc32(task.encode('utf-8'))])
+    labels = [spec.labels[i % len(spec.labels)] for i in range(n)]
+    labels = [labels[i] for i in rng.permutation(n)]
+    return [Sample(render(sample_scene_for(task, label, rng), size), ((task, label),))
+            for label in labels]
+
+
+class QABatcher:
+    """
+    Turns samples into model inputs: chat-templated prompts, answer + eos as the targets.
+
+    A sample with several questions becomes one packed row: the image prefix (everything up to the
+    last image token) once, then one segment per question (its prompt tail, answer and eos). A
+    4D mask lets each segment see the prefix and itself only, and position ids restart after the
+    prefix, so every segment is computed exactly as its own single-question sequence would be,
+    while the image tokens are computed once.
+    """
+
+    def __init__(self, processor: Any) -> None:
+        """Wrap a LLaVA-style processor (tokenizer, image processor, chat template)."""
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.prefix: list[int] | None = None
+        self._tails: dict[str, list[int]] = {}
+        self._answers: dict[str, list[int]] = {}
+
+    def prompt(self, question: str) -> str:
+        """Render one image and `question` through the chat template with the generation prompt."""
+        messages = [{'role': 'user', 'content': [
+            {'type': 'image'}, {'type': 'text', 'text': question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def tail_ids(self, question: str) -> list[int]:
+        """Return the prompt's ids after the image prefix (placeholders expanded as usual)."""
+        if question not in self._tails:
+            side = self.processor.image_processor.crop_size['height']
+            blank = np.zeros((side, side, 3), dtype=np.uint8)
+            ids = [int(i) for i in self.processor(
+                images=[blank], text=[self.prompt(question)])['input_ids'][0]]
+            cut = len(ids) - ids[::-1].index(self.tokenizer.image_token_id)
+            if self.prefix is None:
+                self.prefix = ids[:cut]
+            if ids[:cut] != self.prefix:
+                raise DataError('the chat template puts different text before the image for '
+                                'different questions; packed training needs a common prefix')
+            self._tails[question] = ids[cut:]
+        return self._tails[question]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Return the token ids of an answer followed by eos."""
+        if answer not in self._answers:
+            ids = self.tokenizer(answer, add_special_tokens=False)['input_ids']
+            self._answers[answer] = [int(i) for i in ids] + [self.tokenizer.eos_token_id]
+        return self._answers[answer]
+
+    def _row(self, sample: Sample) -> tuple[list[int], list[int], list[int]]:
+        """Return a row's ids, targets and segment numbers (0: the shared image prefix)."""
+        segments = [(self.tail_ids(get_task(task).question), self.answer_ids(label))
+                    for task, label in sample.questions]
+        ids, targets, segs = list(self.prefix), [IGNORE] * len(self.prefix), [0] * len(self.prefix)
+        for number, (tail, answer_ids) in enumerate(segments, start=1):
+            ids += tail + answer_ids
+            targets += [IGNORE] * len(tail) + answer_ids
+            segs += [number] * (len(tail) + len(answer_ids))
+        return ids, targets, segs
+
+    def collate(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        """
+        Return input_ids, labels [B, T] (right-padded), pixel_values and the masks.
+
+        With one question per sample the mask is the usual 2D padding mask; otherwise a boolean
+        [B, 1, T, T] mask and position_ids [B, T] describe the packed segments.
+        """
+        rows = [self._row(sample) for sample in samples]
+        length = max(len(ids) for ids, _, _ in rows)
+        batch = len(rows)
+        input_ids = torch.full((batch, length), self.tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch, length), IGNORE, dtype=torch.long)  # [B, T]
+        segs = torch.full((batch, length), -1, dtype=torch.long)  # [B, T], -1: padding
+        for row, (ids, targets, numbers) in enumerate(rows):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            labels[row, :len(ids)] = torch.tensor(targets)
+            segs[row, :len(ids)] = torch.tensor(numbers)
+        pixels = self.processor.image_processor(
+            images=[sample.image for sample in samples], return_tensors='pt')['pixel_values']
+        out = {'input_ids': input_ids, 'labels': labels, 'pixel_values': pixels}  # [B, 3, S, S]
+        if all(len(sample.questions) == 1 for sample in samples):
+            out['attention_mask'] = (segs >= 0).long()  # [B, T]
+            return out
+        prefix = len(self.prefix)
+        index = torch.arange(length)
+        causal = index[None, :] <= index[:, None]  # [T, T]: key j <= query i
+        same = (segs[:, None, :] == 0) | (segs[:, None, :] == segs[:, :, None])  # [B, T, T]
+        mask = causal & same & (segs[:, :, None] >= 0)
+        mask |= torch.eye(length, dtype=torch.bool)  # padding sees itself: no empty rows
+        positions = index.repeat(batch, 1)  # [B, T]
+        for row, (ids, _, numbers) in enumerate(rows):
+            start = prefix
+            for number in range(1, max(numbers) + 1):
+                width = numbers.count(number)
+                positions[row, start:start + width] = torch.arange(prefix, prefix + width)
+                start += width
+        out['attention_mask'] = mask[:, None]  # [B, 1, T, T]
+        out['position_ids'] = positions
+        return out
+
+
+@torch.no_grad()
+def first_token_accuracy(model: torch.nn.Module, batcher: QABatcher,
+                         samples: Sequence[Sample], batch_size: int = 32) -> dict[str, float]:
+    """Return per-task accuracy of the greedy first answer token (a fast in-training check)."""
+    was_training = model.training
+    model.eval()
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        batch = batcher.collate(chunk)
+        targets = batch.pop('labels')  # [B, T]
+        logits = model(**batch).logits  # [B, T, V]
+        answers = (targets != IGNORE) & (targets.roll(1, dims=1) == IGNORE)  # [B, T] first tokens
+        for row, sample in enumerate(chunk):
+            for (task, _), pos in zip(sample.questions, answers[row].nonzero()[:, 0].tolist()):
+                guess = int(logits[row, pos - 1].argmax())
+                hits.setdefault(task, []).append(guess == int(targets[row, pos]))
+    model.train(was_training)
+    return {task: float(np.mean(values)) for task, values in hits.items()}
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """
+    Return the learning rate at `step`, `progress` (0..1) into the budget.
+
+    Linear warmup over `warmup_steps`, constant, then a cosine decay to `min_lr_ratio` over the
+    last `decay_fraction` of the budget (a budget in minutes has no known step count).
+    """
+    warmup = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    start = 1.0 - config.decay_fraction
+    into = 0.0 if progress <= start else min(1.0, (progress - start) / config.decay_fraction)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * into))
+    return config.lr * warmup * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
+                progress_bar: bool = True) -> TrainResult:
+    """Train `model` in place on generated scenes until the step or time budget is spent."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng([config.seed, 1])
+    batcher = QABatcher(processor)
+    checks = [sample for task, weight in config.task_weights.items() if weight > 0
+              for sample in balanced_samples(task, config.check_per_task, config.seed + 5000,
+                                             config.check_size)]
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': config.weight_decay},
+                                   {'params': no_decay, 'weight_decay': 0.0}],
+                                  lr=config.lr, betas=(0.9, 0.95))
+    budget = None if config.minutes is None else 60.0 * config.minutes
+    history: list[dict[str, Any]] = []
+    losses: list[float] = []
+    model.train()
+    start = time.monotonic()
+    bar = tqdm(total=config.steps, disable=not progress_bar, mininterval=5.0, unit='step',
+               desc='train-demo')
+    step = 0
+    while True:
+        elapsed = time.monotonic() - start
+        fraction = max(0.0 if config.steps is None else step / config.steps,
+                       0.0 if budget is None else elapsed / budget)
+        if fraction >= 1.0:
+            break
+        lr = learning_rate(config, step, fraction)
+        for group in optimizer.param_groups:
+            group['lr'] = lr
+        simple = config.simple_fraction * max(config.simple_floor,
+                                              1.0 - fraction / config.simple_until)
+        batch = batcher.collate(draw_samples(rng, config.batch_size, config.task_weights,
+                                             config.render_sizes, config.presence_pairs, simple))
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        record: dict[str, Any] = {'step': step, 'loss': round(losses[-1], 4), 'lr': lr,
+                                  'seconds': round(time.monotonic() - start, 1)}
+        if config.check_every and step % config.check_every == 0:
+            record['check'] = {k: round(v, 3) for k, v in
+                               first_token_accuracy(model, batcher, checks).items()}
+            LOG.info('step %d, loss %.4f, held-out first-token accuracy: %s', step,
+                     float(np.mean(losses[-20:])), record['check'])
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}', lr=f'{lr:.2e}', refresh=False)
+    bar.close()
+    model.eval()
+    return TrainResult(steps=step, seconds=time.monotonic() - start,
+                       final_loss=float(np.mean(losses[-20:])) if losses else float('nan'),
+                       history=history, losses=losses)
+
+
+def evaluate_folder(folder: str | Path, n_per_task: int = 150, seed: int = 1000,
+                    size: int = 96, tasks: Sequence[str] | None = None,
+                    progress_bar: bool = True) -> dict[str, Any]:
+    """
+    Measure a saved model by greedy generation through load_model and Engine.generate.
+
+    Each task gets `n_per_task` held-out scenes (labels balanced, drawn from (seed, task)),
+    rendered at `size` pixels. An answer that match_answer cannot map counts as wrong.
+    """
+    from superneuron_ros.vlm.engine import Engine
+    from superneuron_ros.vlm.loading import load_model, LoadConfig
+    engine = Engine(load_model(LoadConfig(str(folder), quantization='none')))
+    results: dict[str, Any] = {}
+    names = list(TASKS) if tasks is None else list(tasks)
+    for task in tqdm(names, disable=not progress_bar, desc='evaluate', unit='task'):
+        spec = get_task(task)
+        prompt = engine.render_prompt(spec.question)
+        correct = unmapped = 0
+        for sample in balanced_samples(task, n_per_task, seed, size):
+            index = spec.match_answer(engine.generate(sample.image, prompt))
+            unmapped += index is None
+            correct += index == spec.label_index(sample.questions[0][1])
+        results[task] = {'accuracy': round(correct / n_per_task, 4), 'n': n_per_task,
+                         'unmapped': unmapped}
+        LOG.info('%s: %.1f%% of %d correct (%d unmapped)', task, 100 * correct / n_per_task,
+                 n_per_task, unmapped)
+    return results
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """Return the total size of the files in a folder."""
+    return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
+
+
+def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None = 'demo',
+               num_layers: int = 2, eval_per_task: int = 150, eval_seed: int = 1000,
+               eval_size: int = 96, command: str = '', progress_bar: bool = True,
+               on_saved: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """
+    Build, train, save (float16) and evaluate a LLaVA zoo model; return the written report.
+
+    `preset=None` builds a tiny LLaVA of `num_layers` decoder layers instead of a preset (for
+    tests). The report goes to ``out_dir/training_report.json``; `eval_per_task=0` skips the
+    evaluation. `on_saved` is called with the folder once the weights are saved.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from superneuron_ros.lab.zoo import build_model_folder
+    out = build_model_folder(out_dir, 'llava', preset=preset, seed=config.seed,
+                             num_layers=num_layers)
+    kwargs = {'local_files_only': True, 'trust_remote_code': False}
+    model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32, **kwargs)
+    processor = AutoProcessor.from_pretrained(out, **kwargs)
+    LOG.info('training %s in %s: %s', preset or 'a tiny llava', out, config)
+    result = train_model(model, processor, config, progress_bar=progress_bar)
+    model.to(torch.float16).save_pretrained(out)
+    if on_saved is not None:
+        on_saved(out)
+    report: dict[str, Any] = {
+        'command': command, 'preset': preset, 'seed': config.seed, 'steps': result.steps,
+        'minutes': round(result.seconds / 60.0, 2), 'final_loss': round(result.final_loss, 4),
+        'images_seen': result.steps * config.batch_size,
+        'config': {k: (list(v) if isinstance(v, tuple) else v)
+                   for k, v in asdict(config).items()},
+        'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads()}
+    if eval_per_task > 0:
+        accuracy = evaluate_folder(out, eval_per_task, eval_seed, eval_size,
+                                   progress_bar=progress_bar)
+        report['evaluation'] = {
+            'method': 'greedy generation through load_model(quantization=none) + '
+                      'Engine.generate, mapped with TaskSpec.match_answer; unmapped = wrong',
+            'seed': eval_seed, 'image_size': eval_size, 'n_per_task': eval_per_task}
+        report['accuracy'] = {task: entry['accuracy'] for task, entry in accuracy.items()}
+        report['per_task'] = accuracy
+    report['loss_curve'] = result.loss_curve()
+    report['checks'] = [{'step': r['step'], 'first_token_accuracy': r['check']}
+                        for r in result.history if 'check' in r]
+    report['size_bytes'] = folder_bytes(out)  # before the report is written
+    (out / REPORT).write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
+    return report

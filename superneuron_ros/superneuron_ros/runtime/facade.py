@@ -1,0 +1,174 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The runtime: the facade the ROS node calls. Profiles plus one truncated model give answers.
+
+A :class:`Runtime` loads every profile, loads the model once, truncated at the deepest exit layer
+among them, checks each profile against the model's fingerprint, runs the bitsandbytes self-test,
+and answers any set of loaded tasks about one image with a single shared vision pass.
+"""
+
+from dataclasses import dataclass
+import gc
+import logging
+from pathlib import Path
+import time
+from typing import Sequence
+
+import numpy as np
+from superneuron_ros.errors import ProfileError, UnknownTaskError
+from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
+from superneuron_ros.method.profiles import find_profiles, Profile
+from superneuron_ros.vlm.capture import Site
+from superneuron_ros.vlm.engine import Engine, StageTimes
+from superneuron_ros.vlm.fingerprint import model_fingerprint
+from superneuron_ros.vlm.loading import load_model, LoadConfig, LoadedModel, with_exit_layer
+from superneuron_ros.vlm.selftest import run_selftest, SelfTestResult
+import torch
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a client can know about a loaded task."""
+
+    name: str
+    question: str
+    labels: tuple[str, ...]
+    exit_layer: int
+    num_neurons: int
+    calibration_accuracy: float
+    yes_index: int | None  # index of 'yes' for yes/no tasks, else None
+    profile_path: str
+
+
+@dataclass(frozen=True)
+class RuntimeResult:
+    """Answers to the tasks asked about one image, in the order asked, with stage timings."""
+
+    predictions: tuple[Prediction, ...]
+    times: StageTimes
+
+
+def _yes_index(labels: Sequence[str]) -> int | None:
+    lowered = [label.lower() for label in labels]
+    return lowered.index('yes') if len(labels) == 2 and 'yes' in lowered else None
+
+
+class Runtime:
+    """Loaded profiles and the truncated model they need; thread-compatible, not thread-safe."""
+
+    def __init__(self, loaded: LoadedModel, profiles: Sequence[Profile],
+                 paths: Sequence[Path], selftest: SelfTestResult) -> None:
+        """Wrap an already loaded model and checked profiles (use :meth:`load`)."""
+        self.loaded = loaded
+        self.engine = Engine(loaded)
+        self.selftest = selftest
+        self.profiles = {profile.task.name: profile for profile in profiles}
+        self.classifiers = {name: SuperNeuronClassifier(p) for name, p in self.profiles.items()}
+        self.tasks = {
+            profile.task.name: TaskInfo(
+                name=profile.task.name, question=profile.task.question,
+                labels=tuple(profile.task.labels), exit_layer=profile.exit_layer,
+                num_neurons=len(profile.index),
+                calibration_accuracy=float(profile.metrics.get('heldout_accuracy', float('nan'))),
+                yes_index=_yes_index(profile.task.labels), profile_path=str(path))
+            for profile, path in zip(profiles, paths)}
+        # Union of coordinates to read per (layer, site), shared by every task in one pass.
+        union: dict[Site, set[int]] = {}
+        for classifier in self.classifiers.values():
+            for site, indices in classifier.requirements.items():
+                union.setdefault(site, set()).update(int(i) for i in np.asarray(indices))
+        self.sites = {site: torch.tensor(sorted(idx), dtype=torch.long)
+                      for site, idx in union.items()}
+        # Where each task's coordinates sit among the shared ones, computed once.
+        self.columns = {
+            name: {site: torch.searchsorted(self.sites[site],
+                                            torch.tensor(np.array(indices), dtype=torch.long))
+                   for site, indices in classifier.requirements.items()}
+            for name, classifier in self.classifiers.items()}
+        # The same coordinates on the model's device, so that no answer copies them there again.
+        self.device_sites = {site: idx.to(loaded.device) for site, idx in self.sites.items()}
+
+    @classmethod
+    def load(cls, load_config: LoadConfig, profile_paths: Sequence[str | Path]) -> 'Runtime':
+        """
+        Load profiles (dirs or folders of dirs) and the model truncated at their deepest layer.
+
+        Raises ProfileError for missing, corrupt or duplicate profiles, ProfileMismatchError for a
+        profile made for another model, and the loading errors of :func:`load_model`.
+        """
+        paths = find_profiles(profile_paths)
+        if not paths:
+            raise ProfileError(f'no profiles found in {list(map(str, profile_paths))}; calibrate '
+                               'one with `superneuron calibrate`')
+        profiles = [Profile.load(path) for path in paths]
+        names = [p.task.name for p in profiles]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ProfileError(f'several profiles define task(s) {duplicates}; keep one each')
+        deepest = max(p.exit_layer for p in profiles)
+        loaded = load_model(with_exit_layer(load_config, deepest))
+        try:
+            folder = Path(load_config.model_path).expanduser()
+            by_layer = {}
+            for profile in profiles:
+                layer = profile.fingerprint.hash_layer
+                if layer not in by_layer:
+                    by_layer[layer] = model_fingerprint(folder, loaded.config,
+                                                        load_config.quantization, layer)
+                profile.check_compatible(by_layer[layer])
+            selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
+        except Exception:
+            loaded.model = None  # drop the weights now; the caller only gets the error
+            gc.collect()
+            raise
+        LOG.info('runtime ready: %d task(s) %s, exit layer %d, %s; %s', len(profiles), names,
+                 deepest, load_config.quantization, selftest.message)
+        return cls(loaded, profiles, paths, selftest)
+
+    @property
+    def exit_layer(self) -> int:
+        """Return the deepest exit layer among the loaded profiles (loaded depth minus one)."""
+        return self.engine.num_loaded_layers - 1
+
+    def answer(self, image: np.ndarray, task_names: Sequence[str]) -> RuntimeResult:
+        """Answer `task_names` about one RGB uint8 image, vision tower run once for all."""
+        unknown = [name for name in task_names if name not in self.profiles]
+        if unknown or not task_names:
+            raise UnknownTaskError(
+                f'unknown task(s) {unknown}; loaded tasks: {sorted(self.profiles)}'
+                if unknown else 'no task asked; loaded tasks: ' + ', '.join(sorted(self.profiles)))
+        prompts = [self.profiles[name].prompt for name in task_names]
+        values, times = self.engine.capture_shared(image, prompts, self.device_sites)
+        start = time.perf_counter()
+        predictions = []
+        for row, name in enumerate(task_names):
+            acts = {site: values[site][row:row + 1, columns].numpy()  # [1, n]
+                    for site, columns in self.columns[name].items()}
+            predictions.append(self.classifiers[name].predict_from_sites(acts)[0])
+        classify_ms = 1e3 * (time.perf_counter() - start)
+        return RuntimeResult(tuple(predictions), StageTimes(
+            times.preprocess_ms, times.vision_ms, times.decoder_ms, classify_ms))
+
+    def close(self) -> None:
+        """Release the model and free its (GPU) memory."""
+        device = self.loaded.device
+        self.engine = None
+        self.loaded = None
+        gc.collect()
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()

@@ -1,0 +1,113 @@
+# Copyright 2026 The superneuron_ros Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The one place where the supported vision-language model families differ.
+
+Everything else in the core talks to a model through :class:`Family`: where the decoder layers are,
+which processor outputs feed the vision tower, how to take one image's slice of a batch's vision
+inputs, and how to repeat one image's vision features for several prompts (the shared vision pass).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from superneuron_ros.errors import UnsupportedArchitectureError
+import torch
+from torch import nn
+
+
+def _first_image_per_item(inputs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Slice the first image's entry of batch-first vision inputs (LLaVA, OneVision, SmolVLM)."""
+    return {key: inputs[key][:1] for key in keys if inputs.get(key) is not None}
+
+
+def _first_image_flat_patches(inputs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Slice the first image of Qwen-style inputs, whose patches of all images are concatenated."""
+    grid = inputs['image_grid_thw'][:1]  # [1, 3]
+    num_patches = int(grid.prod())
+    return {'pixel_values': inputs['pixel_values'][:num_patches], 'image_grid_thw': grid}
+
+
+def _repeat_list(output: Any, times: int) -> Any:
+    """Repeat the per-image feature list of a vision output `times` times, in place."""
+    output.pooler_output = list(output.pooler_output) * times
+    deepstack = getattr(output, 'deepstack_features', None)
+    if deepstack is not None:  # Qwen3-VL: per deepstack layer, a sequence of per-image tensors
+        output.deepstack_features = [list(per_layer) * times for per_layer in deepstack]
+    return output
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between VLM families, kept to data and a few small functions."""
+
+    name: str
+    display_name: str
+    model_types: tuple[str, ...]
+    text_model_attr: str  # attribute of the base model holding the language model
+    vision_inputs: tuple[str, ...]  # processor outputs that feed `get_image_features`
+    text_side_inputs: tuple[str, ...]  # vision-derived inputs the decoder still needs
+    first_image: Callable[[dict[str, Any], tuple[str, ...]], dict[str, Any]]
+    repeat_features: Callable[[Any, int], Any] = _repeat_list
+
+    def text_model(self, base_model: nn.Module) -> nn.Module:
+        """Return the language model (embeddings, decoder layers, final norm) of a base model."""
+        return getattr(base_model, self.text_model_attr)
+
+    def decoder_layers(self, base_model: nn.Module) -> nn.ModuleList:
+        """Return the list of decoder layers of a base model."""
+        return self.text_model(base_model).layers
+
+    def text_config(self, config: Any) -> Any:
+        """Return the text (decoder) part of a composite model config."""
+        return config.get_text_config(decoder=True)
+
+    def image_features(self, base_model: nn.Module, inputs: dict[str, Any]) -> Any:
+        """Run the vision tower and projector on the first image of `inputs`."""
+        vision = self.first_image(inputs, self.vision_inputs)
+        return base_model.get_image_features(**vision, return_dict=True)
+
+    def decoder_kwargs(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Return the inputs other than ids and mask that the decoder pass needs."""
+        return {key: inputs[key] for key in self.text_side_inputs if inputs.get(key) is not None}
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family('llava', 'LLaVA-1.5', ('llava',), 'language_model',
+           ('pixel_values',), (), _first_image_per_item),
+    Family('llava_onevision', 'LLaVA-OneVision', ('llava_onevision',), 'language_model',
+           ('pixel_values', 'image_sizes'), (), _first_image_per_item),
+    Family('qwen2_vl', 'Qwen2-VL', ('qwen2_vl',), 'language_model',
+           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
+           _first_image_flat_patches),
+    Family('qwen2_5_vl', 'Qwen2.5-VL', ('qwen2_5_vl',), 'language_model',
+           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
+           _first_image_flat_patches),
+    Family('qwen3_vl', 'Qwen3-VL', ('qwen3_vl',), 'language_model',
+           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
+           _first_image_flat_patches),
+    Family('smolvlm', 'SmolVLM (Idefics3)', ('smolvlm', 'idefics3'), 'text_model',
+           ('pixel_values', 'pixel_attention_mask'), (), _first_image_per_item),
+)
+
+
+def family_for(model_type: str) -> Family:
+    """Return the family of a config's `model_type`, or raise naming the supported ones."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    supported = ', '.join(f'{f.display_name} ({"/".join(f.model_types)})' for f in FAMILIES)
+    raise UnsupportedArchitectureError(
+        f'model_type {model_type!r} is not supported; supported families: {supported}')
