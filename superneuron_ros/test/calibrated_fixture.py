@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import pytest
 from superneuron_ros.lab.report import plot_calibration, REPORT_PNG
-from superneuron_ros.lab.scenes import write_dataset
+from superneuron_ros.lab.scene_datasets import write_dataset
 from superneuron_ros.lab.zoo import build_model_folder
 from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
 from superneuron_ros.method.tasks import load_labelled_set, TaskSpec

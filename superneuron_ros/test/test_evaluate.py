@@ -25,7 +25,8 @@ from superneuron_ros.lab.evaluate import (confusion_scores, evaluate, Evaluation
                                           EvaluationOptions, label_token_ids,
                                           restricted_predictions)
 from superneuron_ros.lab.report import format_evaluation_table
-from superneuron_ros.lab.scenes import TASKS, write_dataset
+from superneuron_ros.lab.scene_datasets import write_dataset
+from superneuron_ros.lab.scenes import TASKS
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import load_image, load_labelled_set
 from superneuron_ros.vlm.engine import Engine

@@ -38,6 +38,7 @@ from std_msgs.msg import Bool, Header
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.lab import scenes
+from superneuron_ros.lab.scene_datasets import write_dataset
 from superneuron_ros.lab.zoo import build_model_folder
 from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
 from superneuron_ros.method.tasks import load_labelled_set
@@ -60,7 +61,7 @@ def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp('node_process')
     model = build_model_folder(root / 'model', 'llava', seed=0)
     other = build_model_folder(root / 'other_model', 'llava', seed=1)
-    scenes.write_dataset(root / 'data', n=24, seed=0, size=64, tasks=list(TASKS))
+    write_dataset(root / 'data', n=24, seed=0, size=64, tasks=list(TASKS))
     for folder, tasks, out in ((model, TASKS, 'profiles'), (other, TASKS[:1], 'other')):
         for name in tasks:
             examples = load_labelled_set(root / 'data' / f'{name}.jsonl', scenes.TASKS[name])

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 from superneuron_ros.cli.main import main
 from superneuron_ros.errors import DataError, ImageError, UnknownTaskError
+from superneuron_ros.lab.scene_datasets import write_dataset
 from superneuron_ros.lab.scenes import (answer, COLOURS, qa_pairs, random_scene, render,
-                                        sample_scene_for, Scene, Shape, TASKS, write_dataset)
+                                        sample_scene_for, Scene, Shape, TASKS)
 from superneuron_ros.method.tasks import load_image, load_labelled_set, TaskSpec
 
 RED_SQUARE = Shape('square', 'red', 0.25, 0.5, 0.15)

@@ -24,8 +24,8 @@ from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task
 from superneuron_ros.lab.train import (balanced_samples, DEFAULT_WEIGHTS, draw_samples,
-                                       evaluate_folder, IGNORE, QABatcher, REPORT, Sample,
-                                       train_demo, TrainConfig)
+                                       evaluate_folder, REPORT, train_demo, TrainConfig)
+from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig
 import torch

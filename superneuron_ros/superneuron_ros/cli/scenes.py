@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the dataset described by the parsed arguments and print a summary."""
-    from superneuron_ros.lab.scenes import TASKS, write_dataset
+    from superneuron_ros.lab.scene_datasets import write_dataset
+    from superneuron_ros.lab.scenes import TASKS
     if args.list_tasks:
         for name, spec in TASKS.items():
             print(f'{name:18s} {spec.question}  [{", ".join(spec.labels)}]')

@@ -22,16 +22,12 @@ image width and height, ``size`` (half a shape's extent) is a fraction of the sh
 """
 
 from dataclasses import dataclass, replace
-import json
 import logging
-import os
-from pathlib import Path
-import zlib
 
 import cv2
 import numpy as np
 from superneuron_ros.errors import DataError, ImageError, UnknownTaskError
-from superneuron_ros.method.tasks import TaskSpec, write_labelled_set
+from superneuron_ros.method.tasks import TaskSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -298,7 +294,7 @@ def sample_scene_for(task_name: str, label: str, rng: np.random.Generator) -> Sc
     raise RuntimeError(f'no scene found for {task_name}={label}; this is a bug, please report it')
 
 
-def _image_size(size: int | tuple[int, int]) -> tuple[int, int]:
+def image_hw(size: int | tuple[int, int]) -> tuple[int, int]:
     """Return (H, W) from an int or a pair; raise ImageError outside 8..4096 pixels."""
     height, width = (size, size) if isinstance(size, (int, np.integer)) else size
     height, width = int(height), int(width)
@@ -314,7 +310,7 @@ def _fixed(points: np.ndarray) -> np.ndarray:
 
 def render(scene: Scene, size: int | tuple[int, int] = (96, 96)) -> np.ndarray:
     """Render a scene as an RGB image of shape (H, W, 3), dtype uint8, anti-aliased and noisy."""
-    height, width = _image_size(size)
+    height, width = image_hw(size)
     top = np.asarray(scene.background, dtype=np.float32)
     if scene.background_end is None:
         image = np.empty((height, width, 3), dtype=np.uint8)  # (H, W, 3)
@@ -346,65 +342,3 @@ def render(scene: Scene, size: int | tuple[int, int] = (96, 96)) -> np.ndarray:
         noisy = image.astype(np.float32) + noise * np.float32(scene.noise)
         image = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
     return image
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    """Encode an RGB image as PNG bytes."""
-    ok, buffer = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ImageError('OpenCV could not encode a PNG image')
-    return buffer.tobytes()
-
-
-def write_dataset(out_dir: str | os.PathLike, n: int, seed: int,
-                  size: int | tuple[int, int] = 96,
-                  tasks: list[str] | tuple[str, ...] | None = None) -> dict:
-    """
-    Write task files, labelled sets and images for scene tasks; return the manifest.
-
-    Writes ``images/<task>_<i>.png``, ``tasks/<task>.yaml``, ``<task>.jsonl`` (n examples per task,
-    labels balanced to within one) and ``manifest.json``. Each task draws from its own generator
-    seeded by (seed, task name), so a task's files do not depend on which other tasks are written,
-    and the same arguments always give byte-identical files.
-    """
-    names = list(TASKS) if tasks is None else list(tasks)
-    if not names:
-        raise DataError('no tasks to write; name at least one of ' + ', '.join(TASKS))
-    for name in names:
-        get_task(name)
-    if int(n) < 2:
-        raise DataError(f'n={n} must be at least 2 so that every set holds two labels')
-    if int(seed) < 0:
-        raise DataError(f'seed={seed} must be a non-negative integer')
-    height, width = _image_size(size)
-    out = Path(out_dir)
-    (out / 'images').mkdir(parents=True, exist_ok=True)
-    manifest: dict = {
-        'generator': 'superneuron_ros.lab.scenes', 'format_version': 1,
-        'about': 'Generated shape scenes. tasks/<task>.yaml: the task (question, labels); '
-                 '<task>.jsonl: one record per image (image path relative to this folder, '
-                 'task, answer). Regenerate with: superneuron scenes --out DIR '
-                 f'--n {int(n)} --seed {int(seed)} --size {height}x{width}'
-                 + ('' if tasks is None else ' --tasks ' + ','.join(names)),
-        'seed': int(seed), 'n': int(n), 'size': [height, width], 'tasks': {}}
-    for name in dict.fromkeys(names):
-        spec = TASKS[name]
-        rng = np.random.default_rng([int(seed), zlib.crc32(name.encode('utf-8'))])
-        labels = [spec.labels[i % len(spec.labels)] for i in range(int(n))]
-        labels = [labels[i] for i in rng.permutation(len(labels))]
-        records = []
-        for i, label in enumerate(labels):
-            scene = sample_scene_for(name, label, rng)
-            image_name = f'images/{name}_{i:06d}.png'
-            (out / image_name).write_bytes(_png_bytes(render(scene, (height, width))))
-            records.append({'image': image_name, 'task': name, 'answer': label})
-        spec.to_yaml(out / 'tasks' / f'{name}.yaml')
-        write_labelled_set(out / f'{name}.jsonl', records)
-        counts = {label: labels.count(label) for label in spec.labels}
-        manifest['tasks'][name] = {
-            'question': spec.question, 'labels': list(spec.labels),
-            'task_file': f'tasks/{name}.yaml', 'labelled_set': f'{name}.jsonl',
-            'counts': counts}
-        _LOGGER.info('wrote %d scenes for %s: %s', len(records), name, counts)
-    (out / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n', encoding='utf-8')
-    return manifest
