@@ -28,11 +28,12 @@ from superneuron_ros.lab.bench import (BenchConfig, Clock, evaluate_targets, for
 from superneuron_ros.lab.bench import runner
 from superneuron_ros.lab.bench.memory import meta_sizes, probe_memory
 from superneuron_ros.lab.bench.paths import (floor_pass, FullModelPaths, image_tokens, layer_view,
-                                             option_token_ids, vision_side)
+                                             vision_side)
 from superneuron_ros.lab.bench.quick_profiles import (balanced_scenes, bench_tasks, capture_layers,
                                                       quick_profiles)
 from superneuron_ros.lab.bench.timing import paired_ratios
 from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.baseline import label_token_ids
 from superneuron_ros.method.probing import fit_stumps
 from superneuron_ros.method.profiles import find_profiles, Profile
 from superneuron_ros.runtime.facade import Runtime
@@ -248,7 +249,6 @@ def test_layer_view_runs_only_layers_0_to_l(folder):
 
 def test_vision_side_bounds_qwen_image_tokens(tmp_path, folder):
     """A vision side bounds Qwen's resize (one token per merged block) and is restored."""
-    from superneuron_ros.vlm.loading import load_processor
     from superneuron_ros.lab.zoo.processors import qwen_factor
     qwen = build_model_folder(tmp_path / 'qwen', 'qwen2_vl', seed=0)
     engine = Engine(load_model(LoadConfig(str(qwen), quantization='none', exit_layer=0)))
@@ -256,12 +256,14 @@ def test_vision_side_bounds_qwen_image_tokens(tmp_path, folder):
     image = scenes.render(scenes.random_scene(np.random.default_rng(3)), (8 * factor,) * 2)
     prompt = engine.render_prompt('Is there a red shape?')
     before = image_tokens(engine, image, prompt)[0]
-    with vision_side(engine.processor, 'qwen2_vl', 2 * factor) as bounded:
+    with vision_side(engine, 2 * factor) as bounded:
         assert bounded and image_tokens(engine, image, prompt)[0] == 4
     assert image_tokens(engine, image, prompt)[0] == before > 4
-    llava = load_processor(folder, 'llava')
-    with vision_side(llava, 'llava', 64) as bounded:
+    llava = Engine(load_model(LoadConfig(str(folder), quantization='none', exit_layer=0)))
+    size = llava.processor.image_processor.size
+    with vision_side(llava, 64) as bounded:
         assert not bounded
+    assert llava.processor.image_processor.size == size
 
 
 def test_full_model_paths_answer_with_labels(folder):
@@ -272,10 +274,18 @@ def test_full_model_paths_answer_with_labels(folder):
     image = scenes.render(scenes.random_scene(np.random.default_rng(2)), SIZE)
     generated = paths.generate(image)
     assert len(generated) == 2 and all(1 <= g.new_tokens <= 2 for g in generated)
-    assert all(g.label_index in (None, 0, 1) for g in generated)
-    assert all(answer in (0, 1) for answer in paths.prefill(image))
-    options = option_token_ids(engine.processor.tokenizer, ('yes', 'no'))
-    assert all(options) and not set(options[0]) & set(options[1])
+    for task, prompt, answer in zip(tasks, paths.prompts, generated):
+        assert answer.text == engine.generate(image, prompt, max_new_tokens=2)
+        assert answer.label_index == task.match_answer(answer.text)
+    # (b) is the restricted baseline's rule: per task, the label whose best first token wins.
+    logits = engine.first_token_logits([image] * 2, paths.prompts)  # [2, V]
+    expected = []
+    for row, task, prompt in zip(logits, tasks, paths.prompts):
+        tokens = label_token_ids(engine.processor.tokenizer, prompt, task.labels)
+        expected.append(int(np.argmax([max(float(row[t]) for t in ids) for ids in tokens])))
+    assert paths.prefill(image) == expected
+    assert paths.label_tokens[0] == label_token_ids(engine.processor.tokenizer, paths.prompts[0],
+                                                    tasks[0].labels)
 
 
 # ----------------------------------------------------------------------------- memory

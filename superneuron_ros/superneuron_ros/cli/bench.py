@@ -16,6 +16,7 @@
 
 import argparse
 import json
+from pathlib import Path
 import shlex
 import sys
 
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 0
     print(format_report(report))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     path = write_json(report, args.json)
     print(f'\nJSON report: {path}')
     return 0

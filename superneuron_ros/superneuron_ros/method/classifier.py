@@ -43,7 +43,8 @@ class Prediction:
     labels: tuple[str, ...]
     scores: tuple[float, ...]  # vote share per label, summing to 1
     confidence: float  # the winning label's vote share
-    exit_layer: int
+    exit_layer: int  # the layer whose readout produced this answer
+    confident: bool = True  # passed that layer's anytime threshold (always at the exit layer)
 
 
 def _scales(profile: Profile) -> np.ndarray:
@@ -77,6 +78,23 @@ class SuperNeuronClassifier:
             positions.setdefault(key, []).append(j)
         self._requirements = {key: _frozen(v) for key, v in requirements.items()}
         self._positions = {key: _frozen(v) for key, v in positions.items()}
+        self.exit_layer: int = int(profile.exit_layer)
+        self.layers: tuple[int, ...] = (self.exit_layer,)  # layers with a readout, ascending
+
+    def requirements_at(self, layer: int) -> dict[SiteKey, np.ndarray]:
+        """Return what the readout at `layer` reads (a single-exit profile: its exit layer)."""
+        self._check_layer(layer)
+        return self.requirements
+
+    def predict_at(self, layer: int, acts: Mapping[SiteKey, np.ndarray]) -> list[Prediction]:
+        """Answer with the readout at `layer` from arrays read at :meth:`requirements_at`."""
+        self._check_layer(layer)
+        return self.predict_from_sites(acts)
+
+    def _check_layer(self, layer: int) -> None:
+        if layer not in self.layers:
+            raise DataError(f'task {self.profile.task.name!r} has no readout at layer {layer}; '
+                            f'its readouts are at layers {list(self.layers)}')
 
     @property
     def requirements(self) -> dict[SiteKey, np.ndarray]:

@@ -138,7 +138,7 @@ def probe_memory(model_path: str, quantization: str, exit_layer: int | None, dev
 def _probe(args: argparse.Namespace) -> dict[str, Any]:
     """Load one model, run one pass and return what memory it took."""
     from superneuron_ros.lab import scenes
-    from superneuron_ros.lab.bench.paths import floor_pass, set_vision_side
+    from superneuron_ros.lab.bench.paths import floor_pass
     from superneuron_ros.vlm.engine import Engine
     from superneuron_ros.vlm.loading import load_model, LoadConfig
     torch.set_num_threads(args.threads)
@@ -150,7 +150,7 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
     peak_load = peak_rss_bytes()
     peak_reset = reset_peak_rss()
     if args.vision_side is not None:
-        set_vision_side(loaded.processor, loaded.family.name, args.vision_side)
+        loaded.family.set_vision_side(loaded.processor.image_processor, args.vision_side)
     engine = Engine(loaded)
     image = scenes.render(scenes.random_scene(np.random.default_rng(0)),
                           tuple(args.image_size))

@@ -115,7 +115,7 @@ def capture_layers(engine: Engine, images: Sequence[np.ndarray], prompts: Sequen
                    layers: Sequence[int]) -> dict[Site, torch.Tensor]:
     """Read every scalar of `layers` for each image and prompt: per site, [images, prompts, n]."""
     sites = {(layer, site): None for layer in layers for site in SITES}
-    per_image = [engine.capture_shared(image, list(prompts), sites)[0] for image in images]
+    per_image = [engine.capture_shared(image, list(prompts), sites).values for image in images]
     return {key: torch.stack([values[key] for values in per_image]) for key in sites}
 
 

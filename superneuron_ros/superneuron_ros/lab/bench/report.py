@@ -16,12 +16,10 @@
 The report: the issue's targets checked against the figures, a plain-text table, the JSON file.
 
 Targets are reported, never asserted: each gets its measured value, its limit, whether it applies
-to this run (model shape, exit layer, device) and whether it is met.
+to this run (model shape, exit layer, device) and whether it is met. The JSON file is written by
+:func:`superneuron_ros.jsonio.write_json`.
 """
 
-import json
-import math
-from pathlib import Path
 from typing import Any, Callable
 
 GIB = float(2 ** 30)
@@ -76,24 +74,6 @@ def evaluate_targets(report: dict) -> list[dict[str, Any]]:
         rows.append({'target': name, 'limit': limit, 'sense': sense, 'value': value,
                      'applies': bool(applies(report)), 'met': met})
     return rows
-
-
-def write_json(report: dict, path: str | Path) -> Path:
-    """Write the report as indented JSON (NaN and infinities as null) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(report), indent=2) + '\n', encoding='utf-8')
-    return path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------- text

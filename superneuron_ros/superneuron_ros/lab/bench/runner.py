@@ -28,7 +28,6 @@ The phases, each releasing what it loaded before the next:
 """
 
 from dataclasses import dataclass
-import gc
 import logging
 import os
 from pathlib import Path
@@ -43,7 +42,7 @@ from superneuron_ros.lab.bench import measure
 from superneuron_ros.lab.bench.config import AUTO, BenchConfig, default_cache_dir
 from superneuron_ros.lab.bench.memory import (available_bytes, meta_sizes, peak_rss_bytes,
                                               probe_memory, rss_bytes)
-from superneuron_ros.lab.bench.paths import FullModelPaths, image_tokens, set_vision_side
+from superneuron_ros.lab.bench.paths import FullModelPaths, image_tokens
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.bench.report import evaluate_targets
 from superneuron_ros.lab.bench.timing import Clock
@@ -51,7 +50,8 @@ from superneuron_ros.runtime.facade import Runtime
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.families import family_for
 from superneuron_ros.vlm.loading import (check_model_folder, load_model, LoadConfig, read_config,
-                                         resolve_device, resolve_dtype, with_exit_layer)
+                                         release_memory, resolve_device, resolve_dtype,
+                                         with_exit_layer)
 from superneuron_ros.vlm.selftest import run_selftest
 from superneuron_ros.vlm.sizing import model_sizes
 import torch
@@ -152,13 +152,6 @@ def fits_beside(need: float) -> bool:
     return need < FIT_FRACTION * available_bytes()
 
 
-def _free_memory() -> None:
-    """Collect garbage and return cached CUDA memory (drop references first)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _profile_one_answer(runtime: Runtime, image: Any, names: list[str], top: int) -> list[dict]:
     """Return the `top` operators of one super-neuron answer by self CPU time (torch.profiler)."""
     from torch.profiler import profile, ProfilerActivity
@@ -237,13 +230,13 @@ class _Run:
     @property
     def load_config(self) -> LoadConfig:
         """Return how every model of this run is loaded (exit layer aside)."""
-        return LoadConfig(self.folder, quantization=self.quantization,
-                          device=self.config.device, dtype=self.config.dtype)
+        return with_exit_layer(self.config.load_config(self.folder, self.quantization), None)
 
     def bound(self, loaded: Any) -> Any:
         """Apply the run's vision side to a loaded model's processor and return the model."""
         if self.config.vision_side is not None:
-            set_vision_side(loaded.processor, self.family, self.config.vision_side)
+            loaded.family.set_vision_side(loaded.processor.image_processor,
+                                          self.config.vision_side)
         return loaded
 
     def load(self, exit_layer: int | None) -> Any:
@@ -275,7 +268,7 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
         report['layers'] = measure.sweep_exit_layers(
             loaded, folders['layers'], selftest, images[0], run.clock, config.sweep_repeats, 0)
     loaded = None
-    _free_memory()
+    release_memory(run.clock.device)
 
     # The node's runtime, and the full model beside it when both fit.
     runtime = Runtime.load(run.load_config, [folders['main'][config.exit_layer]])
@@ -313,7 +306,7 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
                               'bytes': runtime.loaded.resident_bytes()}}
     if full_paths is None:
         runtime = None
-        _free_memory()
+        release_memory(run.clock.device)
         full_paths = FullModelPaths(Engine(run.load(None)), main_tasks, config.max_new_tokens,
                                     main_prompts)
         _fill_full_only(main, measure.measure_full_only(full_paths, images, run.clock,
@@ -325,7 +318,7 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
     resident['process_peak_rss_bytes'] = peak_rss_bytes()
     report['memory']['resident'] = resident
     full_paths = runtime = full_model = None
-    _free_memory()
+    release_memory(run.clock.device)
 
 
 def _probes(config: BenchConfig, folder: str, image_size: tuple[int, int]) -> list[dict]:
