@@ -26,6 +26,7 @@ from superneuron_ros.lab import scenes
 from superneuron_ros.lab.bench import (BenchConfig, Clock, evaluate_targets, format_report,
                                        run_benchmark, run_interleaved, summarize, write_json)
 from superneuron_ros.lab.bench import runner
+from superneuron_ros.lab.bench.loaded import wilson_interval
 from superneuron_ros.lab.bench.memory import meta_sizes, probe_memory
 from superneuron_ros.lab.bench.paths import (floor_pass, FullModelPaths, image_tokens, layer_view,
                                              vision_side)
@@ -376,7 +377,14 @@ def test_bench_command_end_to_end(folder, tmp_path):
     assert report['model']['image_size'] == [40, 48] and len(report['torch_profile']) == 3
     assert report['memory']['resident']['truncated']['parameters'] == \
         report['memory']['meta']['truncated']['parameters']
-    assert len(report['targets']) == 4
+    assert len(report['targets']) == 8
+    loaded = report['loaded']  # quick profiles: task 0 at the exit layer, four at the deepest
+    assert loaded['tasks'][loaded['shallow']] == 1 and loaded['loaded_depth'] == 4
+    assert loaded['layers_run'] == {'shallow_alone_loaded': 2, 'shallow_all_loaded': 2,
+                                    'deepest_alone': 4, 'all_asked': 4}
+    ratio = loaded['ratios']['shallow: all loaded / alone loaded']['of_medians']
+    assert ratio == pytest.approx(loaded['stats']['shallow_all_loaded']['median']
+                                  / loaded['stats']['shallow_alone_loaded']['median'])
     assert report['command'].startswith('superneuron bench --model ')
     assert '--layers 0,1' in report['command'] and '--image-size 40x48' in report['command']
     assert len(list((tmp_path / 'work' / 'main' / 'L1').iterdir())) == 2
@@ -400,3 +408,29 @@ def test_full_model_timed_apart_when_both_do_not_fit(folder, tmp_path, monkeypat
     assert 'layers' not in report and 'sizes' not in report and 'tasks' not in report
     path = write_json(report, tmp_path / 'r.json')
     assert json.loads(path.read_text())['main']['tasks'] == main_['tasks']
+
+
+def test_wilson_interval():
+    """The 95% Wilson interval of known proportions."""
+    low, high = wilson_interval(99, 100)
+    assert low == pytest.approx(0.9455, abs=1e-4) and high == pytest.approx(0.9983, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_real_profiles_are_timed_loaded_and_scored(folder, profile_dirs):
+    """--profiles times the given profiles as loaded set; --accuracy-scenes scores them."""
+    report = run_benchmark(BenchConfig(
+        model_path=str(folder), profiles=str(profile_dirs['main'][1]), accuracy_scenes=4,
+        repeats=1, warmup=0, layers=(), sizes=(), task_counts=(), calibration_images=4,
+        neurons=1, max_new_tokens=1, image_size=SIZE))
+    names = sorted(task.spec.name for task in bench_tasks(3))
+    assert sorted(report['loaded']['tasks']) == names
+    assert set(report['loaded']['layers_run'].values()) == {2}
+    scored = report['anytime']['tasks']
+    assert sorted(scored) == names  # the three colour-presence tasks have a ground truth
+    for row in scored.values():
+        assert row['examples'] == 4 and row['mean_layers_run'] == 2.0
+        assert row['interval95'][0] <= row['accuracy'] <= row['interval95'][1]
+        assert row['exit_layers_used'] == {'1': 4} and row['readout_layers'] == [1]
+    with pytest.raises(ValueError, match='profiles'):
+        BenchConfig(preset='demo', accuracy_scenes=3)

@@ -75,6 +75,9 @@ class BenchConfig:
     torch_profile: int = 0  # list the top N operators of one super-neuron answer
     work_dir: str | None = None  # where benchmark profiles are written (default: a temp dir)
     seed: int = 0
+    loaded: bool = True  # time a shallow task alone-loaded vs with deep profiles loaded
+    profiles: str | None = None  # real profiles (a folder) for that, instead of quick ones
+    accuracy_scenes: int = 0  # score `profiles` on that many fresh scenes (anytime exits)
 
     def __post_init__(self) -> None:
         """Check every field; raise ValueError naming the offending one."""
@@ -121,6 +124,11 @@ class BenchConfig:
                              f'{self.vision_side!r}')
         if self.threads is not None:
             _positive('threads', self.threads)
+        if not isinstance(self.accuracy_scenes, int) or self.accuracy_scenes < 0:
+            raise ValueError(f'accuracy_scenes must be an integer >= 0, got '
+                             f'{self.accuracy_scenes!r}')
+        if self.accuracy_scenes and self.profiles is None:
+            raise ValueError('accuracy_scenes scores real profiles: give profiles too')
         if not isinstance(self.torch_profile, int) or self.torch_profile < 0:
             raise ValueError(f'torch_profile must be an integer >= 0, got {self.torch_profile!r}')
 

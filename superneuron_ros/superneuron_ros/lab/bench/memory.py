@@ -28,6 +28,7 @@ import json
 import logging
 import os
 from pathlib import Path
+import platform
 import resource
 import subprocess
 import sys
@@ -187,6 +188,38 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(_probe(args), indent=2) + '\n')
     return 0
 
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Describe the machine and software the figures come from."""
+    import psutil
+    import transformers
+    info: dict[str, Any] = {
+        'cpu': _cpu_name(), 'logical_cpus': os.cpu_count(),
+        'memory_bytes': int(psutil.virtual_memory().total),
+        'available_bytes': available_bytes(), 'load_average': list(os.getloadavg()),
+        'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
+        'torch': torch.__version__, 'transformers': transformers.__version__,
+        'device': str(device)}
+    try:
+        import bitsandbytes
+        info['bitsandbytes'] = bitsandbytes.__version__
+    except ImportError:
+        info['bitsandbytes'] = None
+    if device.type == 'cuda':
+        info['cuda_device'] = torch.cuda.get_device_name(device)
+        info['cuda_memory_bytes'] = int(torch.cuda.get_device_properties(device).total_memory)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 if __name__ == '__main__':
     sys.exit(main())
