@@ -189,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Describe the machine and software the figures come from."""
     import psutil
@@ -220,6 +219,7 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
 
 if __name__ == '__main__':
     sys.exit(main())
