@@ -20,7 +20,7 @@ The held-out protocol:
 1. A stratified held-out split (``heldout_fraction`` of every label, seeded) is set aside. Nothing
    is fitted or ranked on it.
 2. One pass of a model truncated at the deepest searched layer reads every scalar of the chosen
-   sites at the first-generated-token position for every example; values are kept as float16,
+   sites at the first-generated-token position for every example; values are kept as float32,
    one [samples, scalars] matrix per (layer, site).
 3. Layer by layer, k-fold cross-validation inside the probe part scores every scalar as its own
    classifier (a stump for two labels, the nearest 1-D class mean otherwise); the best scalars of
@@ -48,9 +48,9 @@ from superneuron_ros.errors import DataError, LayerRangeError, SuperneuronError
 from superneuron_ros.jsonio import write_json
 from superneuron_ros.method.baseline import confusion_scores, restricted_baseline
 from superneuron_ros.method.classifier import SuperNeuronClassifier
-from superneuron_ros.method.probing import (fit_means, fit_stumps, heldout_scores, METRICS, SITES,
-                                            top_k)
+from superneuron_ros.method.probing import fit_means, fit_stumps, METRICS, SITES
 from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.ranking import heldout_scores, top_k
 from superneuron_ros.method.tasks import Example, load_image, TaskSpec
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.families import family_for
@@ -63,7 +63,6 @@ from tqdm import tqdm
 REPORT_JSON = 'report.json'  # the calibration report, saved beside the profile
 LOG = logging.getLogger(__name__)
 
-FLOAT16_MAX = 65504.0
 DEFAULT_PROMPT = '{question} Answer with one of: {options}.'
 VOTES = ('majority', 'skill')
 
@@ -224,13 +223,13 @@ def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str
                         layers: Sequence[int], sites: Sequence[str], batch_size: int,
                         progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
     """
-    Read every scalar of `sites` at `layers` for each example: float16 [N, D] per site.
+    Read every scalar of `sites` at `layers` for each example: float32 [N, D] per site.
 
-    Values beyond the float16 range saturate (counted in a warning); NaN raises DataError.
+    Float32, not float16: at the last prompt position early-layer scalars vary by about 1e-3 of
+    their magnitude, below float16's resolution. NaN raises DataError.
     """
     wanted = {(layer, site): None for layer in layers for site in sites}
     store: dict[tuple[int, str], torch.Tensor] = {}
-    saturated = 0
     bar = tqdm(total=len(examples), desc='capture', unit='img', disable=None if progress else True)
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
@@ -242,14 +241,10 @@ def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str
                                 f'of {batch[0].image_path.parent}; use dtype float32 or bfloat16 '
                                 '(float16 overflows in some models)')
             if key not in store:
-                store[key] = torch.empty((len(examples), value.shape[1]), dtype=torch.float16)
-            saturated += int((value.abs() > FLOAT16_MAX).sum())
-            store[key][start:start + len(batch)] = value.clamp(-FLOAT16_MAX, FLOAT16_MAX).half()
+                store[key] = torch.empty((len(examples), value.shape[1]), dtype=torch.float32)
+            store[key][start:start + len(batch)] = value.float()
         bar.update(len(batch))
     bar.close()
-    if saturated:
-        LOG.warning('%d activation values exceeded the float16 range and were saturated',
-                    saturated)
     return store
 
 
@@ -296,7 +291,7 @@ def _profile(task: TaskSpec, prompt: str, exit_layer: int, chosen: list[tuple[_B
              weight: np.ndarray, fingerprint: ModelFingerprint,
              metrics: dict | None = None) -> Profile:
     binary = len(task.labels) == 2
-    return Profile(
+    return Profile.from_vote(
         task=task, prompt=prompt, exit_layer=exit_layer, kind='stump' if binary else 'means',
         layer=[b.layer for b, _ in chosen], site=[SITES.index(b.site) for b, _ in chosen],
         index=[int(b.index[j]) for b, j in chosen],
@@ -433,7 +428,7 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
     release_memory(device)
     captured = time.perf_counter()
     nbytes = sum(t.numel() * t.element_size() for t in store.values())
-    LOG.info('activations: %d scalars x %d samples, %.1f MiB as float16',
+    LOG.info('activations: %d scalars x %d samples, %.1f MiB as float32',
              sum(t.shape[1] for t in store.values()), len(examples), nbytes / 2 ** 20)
     search = search_neurons(store, labels[order], n_probe, task, prompt, options)
     del store
