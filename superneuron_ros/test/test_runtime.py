@@ -23,7 +23,7 @@ from superneuron_ros.errors import UnknownTaskError
 from superneuron_ros.lab import scenes
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.zoo import build_model_folder
-from superneuron_ros.method.classifier import SuperNeuronClassifier
+from superneuron_ros.method.profiles import Profile
 from superneuron_ros.runtime.facade import Runtime
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig
@@ -118,63 +118,77 @@ def test_vision_tower_and_processor_run_once_per_call(runtime):
     assert calls == {'vision': 1, 'image_processor': 1} and len(result.predictions) == 4
 
 
-class _Anytime:
-    """
-    A two-readout classifier (layers 0 and 2) over two real single-exit classifiers.
+@pytest.fixture(scope='module')
+def anytime_dirs(runtime, tmp_path_factory):
+    """Return make(min_confidence) -> a format-2 profile folder: readouts at layers 0 and 2."""
+    _, deep = _names(runtime)
+    at_2 = runtime.profiles[deep]
+    at_0 = Profile.load(Path(runtime.tasks[deep].profile_path).parents[1] / 'L0' / deep)
+    root = tmp_path_factory.mktemp('anytime')
 
-    Stands for a calibrated anytime profile (the classifier API of method/classifier.py): its
-    layer-0 readout is confident or not as the test says.
-    """
+    def make(min_confidence: float) -> Path:
+        first = dataclasses.replace(at_0.readouts[-1], min_confidence=min_confidence)
+        profile = dataclasses.replace(at_2, readouts=(first, at_2.readouts[-1]))
+        folder = root / f'{deep}_{min_confidence}'
+        profile.save(folder, overwrite=True)
+        return folder
 
-    def __init__(self, at_0: SuperNeuronClassifier, at_2: SuperNeuronClassifier,
-                 confident_at_0: bool) -> None:
-        self.readouts = {0: at_0, 2: at_2}
-        self.layers = (0, 2)
-        self.exit_layer = 2
-        self.confident_at_0 = confident_at_0
-
-    def requirements_at(self, layer):
-        return self.readouts[layer].requirements
-
-    def predict_at(self, layer, acts):
-        predictions = self.readouts[layer].predict_from_sites(acts)
-        confident = self.confident_at_0 if layer == 0 else True
-        return [dataclasses.replace(p, confident=confident, exit_layer=layer)
-                for p in predictions]
+    return make
 
 
-@pytest.mark.parametrize('confident_at_0', [True, False])
-def test_anytime_profile_stops_at_its_first_confident_layer(runtime, layer_calls,
-                                                            confident_at_0):
-    """Confident at layer 0: one layer runs. Not confident: the pass goes on to layer 2."""
-    shallow, deep = _names(runtime)
-    saved = runtime.classifiers[deep]
-    runtime.classifiers[deep] = _Anytime(runtime.classifiers[shallow], saved, confident_at_0)
-    runtime._plans.clear()
+def _anytime_runtime(runtime: Runtime, folder: Path) -> Runtime:
+    """Reuse the loaded model with the shallow profile and the anytime one (as Runtime.load)."""
+    shallow, _ = _names(runtime)
+    profiles = [runtime.profiles[shallow], Profile.load(folder)]
+    return Runtime(runtime.loaded, profiles,
+                   [Path(runtime.tasks[shallow].profile_path), folder], runtime.selftest)
+
+
+def test_anytime_profile_loads_with_two_readouts(runtime, anytime_dirs):
+    """A format-2 profile with readouts at layers 0 and 2 loads through Runtime.load."""
+    folder = anytime_dirs(0.5)
+    loaded = Runtime.load(LoadConfig(runtime.loaded.load_config.model_path,
+                                     quantization='none'), [folder])
     try:
-        result = runtime.answer(_image(), [deep])
+        name = next(iter(loaded.classifiers))
+        assert loaded.classifiers[name].layers == (0, 2) and loaded.exit_layer == 2
     finally:
-        runtime.classifiers[deep] = saved
-        runtime._plans.clear()
-    expected_layer = 0 if confident_at_0 else 2
-    assert result.layers_run == expected_layer + 1
-    assert layer_calls == [1] + [0 if confident_at_0 else 1] * 2
-    assert result.predictions[0].exit_layer == expected_layer
+        loaded.close()
 
 
-def test_anytime_call_stops_when_every_task_has_answered(runtime, layer_calls):
-    """With a confident anytime task and a layer-0 task, the layer-2 readout is never reached."""
-    shallow, deep = _names(runtime)
-    saved = runtime.classifiers[deep]
-    runtime.classifiers[deep] = _Anytime(runtime.classifiers[shallow], saved, True)
-    runtime._plans.clear()
-    try:
-        result = runtime.answer(_image(), [shallow, deep])
-    finally:
-        runtime.classifiers[deep] = saved
-        runtime._plans.clear()
-    assert layer_calls == [1, 0, 0] and result.layers_run == 1
-    assert [p.exit_layer for p in result.predictions] == [0, 0]
+def test_anytime_profile_stops_at_its_first_confident_layer(runtime, anytime_dirs, layer_calls):
+    """Threshold 0: every answer comes from layer 0, one layer runs (the call stops there)."""
+    _, deep = _names(runtime)
+    anytime = _anytime_runtime(runtime, anytime_dirs(0.0))
+    for seed in range(3):
+        result = anytime.answer(_image(seed), [deep])
+        assert result.layers_run == 1 and result.predictions[0].exit_layer == 0
+    assert layer_calls == [3, 0, 0]
+    result = anytime.answer(_image(), list(anytime.tasks))  # with the layer-0 task: still 1
+    assert result.layers_run == 1 and layer_calls == [4, 0, 0]
+
+
+def test_anytime_exit_follows_the_layer_0_confidence(runtime, anytime_dirs, layer_calls):
+    """Threshold 1: layer 0 answers only when its vote is unanimous, else layer 2 does."""
+    _, deep = _names(runtime)
+    anytime = _anytime_runtime(runtime, anytime_dirs(1.0))
+    classifier = anytime.classifiers[deep]
+    prompt = anytime.profiles[deep].prompt
+    expected_calls = [0, 0, 0]
+    exits = set()
+    for seed in range(8):
+        image = _image(seed)
+        unshared = anytime.engine.capture([image], [prompt], classifier.requirements_at(0))
+        first = classifier.predict_at(0, {k: v.numpy() for k, v in unshared.items()})[0]
+        result = anytime.answer(image, [deep])
+        assert first.confident == (first.confidence >= 1.0)
+        layer = 0 if first.confident else 2
+        exits.add(layer)
+        assert result.predictions[0].exit_layer == layer and result.layers_run == layer + 1
+        # the unshared reference pass ran layer 0 once more
+        expected_calls = [c + (i <= layer) + (i == 0) for i, c in enumerate(expected_calls)]
+    assert layer_calls == expected_calls
+    assert 2 in exits  # at least one image needed the deeper readout
 
 
 def test_task_info_and_errors(runtime):

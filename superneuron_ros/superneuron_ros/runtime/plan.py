@@ -34,7 +34,7 @@ from superneuron_ros.vlm.capture import Site
 import torch
 
 
-class Readout(Protocol):
+class TaskReadouts(Protocol):
     """The part of :class:`~superneuron_ros.method.classifier.SuperNeuronClassifier` used here."""
 
     layers: tuple[int, ...]
@@ -50,7 +50,7 @@ class Readout(Protocol):
 class CallPlan:
     """The reads and readouts of one call asking `names` (row k of the pass: names[k])."""
 
-    def __init__(self, classifiers: Mapping[str, Readout], names: Sequence[str],
+    def __init__(self, classifiers: Mapping[str, TaskReadouts], names: Sequence[str],
                  device: torch.device) -> None:
         """Plan the union of reads of the asked tasks and where each readout finds its values."""
         self.names = tuple(names)
@@ -81,7 +81,7 @@ class CallPlan:
 class AnytimeExit:
     """The watcher of one call: answers tasks layer by layer, stops when all have answered."""
 
-    def __init__(self, plan: CallPlan, classifiers: Mapping[str, Readout]) -> None:
+    def __init__(self, plan: CallPlan, classifiers: Mapping[str, TaskReadouts]) -> None:
         """Start a call: no task has answered yet."""
         self.plan = plan
         self.classifiers = classifiers
