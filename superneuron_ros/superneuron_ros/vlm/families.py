@@ -86,7 +86,6 @@ class Family:
     model_types: tuple[str, ...]
     text_model_attr: str  # attribute of the base model holding the language model
     vision_inputs: tuple[str, ...]  # processor outputs that feed `get_image_features`
-    text_side_inputs: tuple[str, ...]  # vision-derived inputs the decoder still needs
     first_image: Callable[[dict[str, Any], tuple[str, ...]], dict[str, Any]]
     nested_images: bool = False  # the processor takes a list of images per prompt (SmolVLM)
     positions: Callable[[nn.Module, Sequence[int], dict[str, Any]], torch.Tensor] = \
@@ -109,10 +108,6 @@ class Family:
         """Run the vision tower and projector on the first image of `inputs`."""
         vision = self.first_image(inputs, self.vision_inputs)
         return base_model.get_image_features(**vision, return_dict=True)
-
-    def decoder_kwargs(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Return the inputs other than ids and mask that the decoder pass needs."""
-        return {key: inputs[key] for key in self.text_side_inputs if inputs.get(key) is not None}
 
     def processor_images(self, images: Sequence[Any]) -> list[Any]:
         """Return `images` (one per prompt) in the form the family's processor takes them."""
@@ -137,23 +132,20 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family('llava', 'LLaVA-1.5', ('llava',), 'language_model',
-           ('pixel_values',), (), _first_image_per_item),
+           ('pixel_values',), _first_image_per_item),
     Family('llava_onevision', 'LLaVA-OneVision', ('llava_onevision',), 'language_model',
-           ('pixel_values', 'image_sizes'), (), _first_image_per_item),
+           ('pixel_values', 'image_sizes'), _first_image_per_item),
     Family('qwen2_vl', 'Qwen2-VL', ('qwen2_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches, positions=_mrope_positions,
-           longest_edge_bound=_qwen_bound),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('qwen2_5_vl', 'Qwen2.5-VL', ('qwen2_5_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches, positions=_mrope_positions,
-           longest_edge_bound=_qwen_bound),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('qwen3_vl', 'Qwen3-VL', ('qwen3_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches, positions=_mrope_positions,
-           longest_edge_bound=_qwen_bound),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('smolvlm', 'SmolVLM (Idefics3)', ('smolvlm', 'idefics3'), 'text_model',
-           ('pixel_values', 'pixel_attention_mask'), (), _first_image_per_item,
+           ('pixel_values', 'pixel_attention_mask'), _first_image_per_item,
            nested_images=True, longest_edge_bound=_smolvlm_bound),
 )
 
