@@ -154,6 +154,8 @@ def test_shared_pass_runs_only_as_deep_as_asked(model_dirs):
                                watched.values[(0, 'residual')], atol=1e-6, rtol=0)
     with pytest.raises(LayerRangeError):
         engine.capture_shared(image, prompts, {}, watch={4: watcher})
+    with pytest.raises(LayerRangeError):
+        engine.capture_shared(image, prompts, {}, depth=4)
 
 
 @pytest.mark.parametrize('family', FAMILIES)

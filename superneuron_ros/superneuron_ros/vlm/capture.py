@@ -95,7 +95,7 @@ def capture_activations(layers: nn.ModuleList,
     stops the pass there. Hooks are removed on exit, always.
     """
     check_sites(sites, len(layers))
-    for layer in watch or {}:
+    for layer in list(watch or {}) + ([] if stop_after is None else [stop_after]):
         if not 0 <= layer < len(layers):
             raise LayerRangeError(f'layer {layer} is not loaded (valid: 0..{len(layers) - 1})')
     capture = Capture()
