@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Core engine: truncated loading, exact activation capture, shared vision pass, errors."""
+"""Core engine: truncated loading, exact activation capture, shared pass, errors."""
 
 import json
 from pathlib import Path
@@ -21,7 +21,8 @@ import sys
 import numpy as np
 import pytest
 from superneuron_ros.errors import (DeviceError, ImageError, LayerRangeError, ModelLoadError,
-                                    QuantizationError, UnsupportedArchitectureError)
+                                    QuantizationError, SuperneuronError,
+                                    UnsupportedArchitectureError)
 from superneuron_ros.lab.zoo import build_model_folder, FAMILIES
 from superneuron_ros.vlm.engine import Engine, StageTimes
 from superneuron_ros.vlm.loading import load_model, LoadConfig
@@ -103,14 +104,58 @@ def test_shared_vision_pass_matches_separate_calls(model_dirs, family):
     image = _images(1)[0]
     prompts = [engine.render_prompt(q) for q in QUESTIONS]
     selected = {(1, 'mlp'): torch.tensor([3, 0, 7]), (0, 'residual'): None}
-    shared, times = engine.capture_shared(image, prompts, selected)
+    result = engine.capture_shared(image, prompts, selected)
+    shared, times = result.values, result.times
     assert isinstance(times, StageTimes) and times.vision_ms > 0 and times.decoder_ms > 0
+    assert result.layers_run == 2
     assert shared[(1, 'mlp')].shape == (2, 3)
     for i, prompt in enumerate(prompts):
         alone = engine.capture([image], [prompt], selected)
         _assert_same({k: v[i:i + 1] for k, v in shared.items()}, alone, atol=1e-5)
     everything = engine.capture([image], prompts[:1], {(1, 'mlp'): None})[(1, 'mlp')]
     torch.testing.assert_close(shared[(1, 'mlp')][0], everything[0, [3, 0, 7]])
+
+
+def _count_layer_calls(layers) -> tuple[list[int], list]:
+    counts = [0] * len(layers)
+    handles = [layer.register_forward_hook(
+        lambda module, args, output, i=i: counts.__setitem__(i, counts[i] + 1))
+        for i, layer in enumerate(layers)]
+    return counts, handles
+
+
+def test_shared_pass_runs_only_as_deep_as_asked(model_dirs):
+    """Depth, sites and watchers bound the layers that run; values match a deeper pass."""
+    engine = Engine(load_model(LoadConfig(str(model_dirs['llava']), quantization='none',
+                                          exit_layer=3)))
+    image = _images(1)[0]
+    prompts = [engine.render_prompt(q) for q in QUESTIONS]
+    counts, handles = _count_layer_calls(engine.layers)
+    seen = []
+
+    def watcher(layer, values):
+        seen.append((layer, sorted(values)))
+        return layer == 1
+
+    try:
+        shallow = engine.capture_shared(image, prompts, {(0, 'residual'): None})
+        assert counts == [1, 0, 0, 0] and shallow.layers_run == 1
+        floor = engine.capture_shared(image, prompts, {})
+        assert counts == [2, 1, 1, 1] and floor.layers_run == 4 and not floor.values
+        watched = engine.capture_shared(image, prompts, {(0, 'residual'): None,
+                                                         (1, 'mlp'): None},
+                                        depth=3, watch={0: watcher, 1: watcher})
+        assert counts == [3, 2, 1, 1] and watched.layers_run == 2
+        assert seen == [(0, [(0, 'residual')]), (1, [(0, 'residual'), (1, 'mlp')])]
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(shallow.values[(0, 'residual')],
+                               watched.values[(0, 'residual')], atol=1e-6, rtol=0)
+    with pytest.raises(LayerRangeError):
+        engine.capture_shared(image, prompts, {}, watch={4: watcher})
+    with pytest.raises(LayerRangeError):
+        engine.capture_shared(image, prompts, {}, depth=4)
 
 
 @pytest.mark.parametrize('family', FAMILIES)
@@ -154,10 +199,14 @@ def test_generation_baselines_need_the_full_model(model_dirs):
     prompt = full.render_prompt(QUESTIONS[0])
     logits = full.first_token_logits([image], [prompt])
     assert logits.shape == (1, full.loaded.model.lm_head.out_features)
-    assert isinstance(full.generate(image, prompt, max_new_tokens=2), str)
+    generated = full.generate_tokens(image, prompt, max_new_tokens=2)
+    assert 1 <= generated.new_tokens <= 2
+    assert full.generate(image, prompt, max_new_tokens=2) == generated.text  # greedy: the same
     cut = Engine(load_model(LoadConfig(path, quantization='none', exit_layer=0)))
-    with pytest.raises(Exception, match='full model'):
+    with pytest.raises(SuperneuronError, match='full model'):
         cut.first_token_logits([image], [prompt])
+    with pytest.raises(SuperneuronError, match='full model'):
+        cut.generate(image, prompt)
 
 
 def test_prompt_ends_with_generation_prompt(model_dirs):

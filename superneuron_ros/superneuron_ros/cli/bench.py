@@ -16,6 +16,7 @@
 
 import argparse
 import json
+from pathlib import Path
 import shlex
 import sys
 
@@ -42,9 +43,9 @@ def command_line(args: argparse.Namespace) -> str:
     words = ['superneuron', 'bench']
     for dest, option, default in args.bench_options:
         value = getattr(args, dest, None)
-        if value is None or value is False or value == default or dest == 'json':
+        if value is None or value == default or dest == 'json':
             continue
-        if value is True:
+        if isinstance(value, bool):  # a flag away from its default
             words.append(option)
         elif dest == 'image_size':
             words += [option, f'{value[0]}x{value[1]}']
@@ -120,6 +121,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='list the top N operators of one super-neuron answer')
     parser.add_argument('--work-dir', metavar='DIR',
                         help='where benchmark profiles are written (default: a temp folder)')
+    parser.add_argument('--no-loaded', dest='loaded', action='store_false',
+                        help='skip the loaded-set timing (a shallow task alone-loaded vs with '
+                             'deep profiles loaded; all loaded tasks in one call)')
+    parser.add_argument('--profiles', metavar='DIR',
+                        help='real profiles (a folder of profile folders) for the loaded-set '
+                             'timing instead of quick ones, e.g. the demo profiles')
+    parser.add_argument('--accuracy-scenes', type=int, default=0, metavar='N',
+                        help='score --profiles on N fresh generated scenes: accuracy and mean '
+                             'decoder layers run (anytime exits; default: 0, skip)')
     parser.add_argument('--seed', type=int, default=0, help='seed of scenes and presets')
     parser.add_argument('--json', metavar='FILE', default='superneuron_bench.json',
                         help='JSON report path (default: superneuron_bench.json; - for stdout)')
@@ -142,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             layers=args.layers, sizes=args.sizes, task_counts=args.task_counts or (),
             sweep_repeats=args.sweep_repeats, memory=args.memory, memory_only=args.memory_only,
             threads=args.threads, torch_profile=args.torch_profile, work_dir=args.work_dir,
-            seed=args.seed)
+            seed=args.seed, loaded=args.loaded, profiles=args.profiles,
+            accuracy_scenes=args.accuracy_scenes)
     except ValueError as exc:
         print(f'superneuron bench: {exc}', file=sys.stderr)
         return 2
@@ -152,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 0
     print(format_report(report))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     path = write_json(report, args.json)
     print(f'\nJSON report: {path}')
     return 0

@@ -17,26 +17,28 @@ The runtime: the facade the ROS node calls. Profiles plus one truncated model gi
 
 A :class:`Runtime` loads every profile, loads the model once, truncated at the deepest exit layer
 among them, checks each profile against the model's fingerprint, runs the bitsandbytes self-test,
-and answers any set of loaded tasks about one image with a single shared vision pass.
+and answers any set of loaded tasks about one image in one pass: the processor and the vision
+tower run once, the prompts' shared prefix is computed once, and the decoder runs only as deep as
+the tasks asked in that call need, each task answering at its first confident readout
+(:mod:`superneuron_ros.runtime.plan`).
 """
 
 from dataclasses import dataclass
 import gc
 import logging
 from pathlib import Path
-import time
 from typing import Sequence
 
 import numpy as np
 from superneuron_ros.errors import ProfileError, UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
-from superneuron_ros.vlm.capture import Site
+from superneuron_ros.runtime.plan import AnytimeExit, CallPlan
 from superneuron_ros.vlm.engine import Engine, StageTimes
 from superneuron_ros.vlm.fingerprint import model_fingerprint
-from superneuron_ros.vlm.loading import load_model, LoadConfig, LoadedModel, with_exit_layer
+from superneuron_ros.vlm.loading import (load_model, LoadConfig, LoadedModel, release_memory,
+                                         with_exit_layer)
 from superneuron_ros.vlm.selftest import run_selftest, SelfTestResult
-import torch
 
 LOG = logging.getLogger(__name__)
 
@@ -59,13 +61,12 @@ class TaskInfo:
 class RuntimeResult:
     """Answers to the tasks asked about one image, in the order asked, with stage timings."""
 
-    predictions: tuple[Prediction, ...]
+    predictions: tuple[Prediction, ...]  # each with the exit layer actually used
     times: StageTimes
+    layers_run: int = 0  # decoder layers actually run in the call
 
 
-def _yes_index(labels: Sequence[str]) -> int | None:
-    lowered = [label.lower() for label in labels]
-    return lowered.index('yes') if len(labels) == 2 and 'yes' in lowered else None
+PLAN_CACHE_SIZE = 64  # task lists whose read plans are kept
 
 
 class Runtime:
@@ -85,23 +86,9 @@ class Runtime:
                 labels=tuple(profile.task.labels), exit_layer=profile.exit_layer,
                 num_neurons=len(profile.index),
                 calibration_accuracy=float(profile.metrics.get('heldout_accuracy', float('nan'))),
-                yes_index=_yes_index(profile.task.labels), profile_path=str(path))
+                yes_index=profile.task.yes_index, profile_path=str(path))
             for profile, path in zip(profiles, paths)}
-        # Union of coordinates to read per (layer, site), shared by every task in one pass.
-        union: dict[Site, set[int]] = {}
-        for classifier in self.classifiers.values():
-            for site, indices in classifier.requirements.items():
-                union.setdefault(site, set()).update(int(i) for i in np.asarray(indices))
-        self.sites = {site: torch.tensor(sorted(idx), dtype=torch.long)
-                      for site, idx in union.items()}
-        # Where each task's coordinates sit among the shared ones, computed once.
-        self.columns = {
-            name: {site: torch.searchsorted(self.sites[site],
-                                            torch.tensor(np.array(indices), dtype=torch.long))
-                   for site, indices in classifier.requirements.items()}
-            for name, classifier in self.classifiers.items()}
-        # The same coordinates on the model's device, so that no answer copies them there again.
-        self.device_sites = {site: idx.to(loaded.device) for site, idx in self.sites.items()}
+        self._plans: dict[tuple[str, ...], CallPlan] = {}
 
     @classmethod
     def load(cls, load_config: LoadConfig, profile_paths: Sequence[str | Path]) -> 'Runtime':
@@ -145,30 +132,42 @@ class Runtime:
         """Return the deepest exit layer among the loaded profiles (loaded depth minus one)."""
         return self.engine.num_loaded_layers - 1
 
+    def plan(self, task_names: Sequence[str]) -> CallPlan:
+        """Return the read plan of a call asking `task_names` (kept for the next such call)."""
+        key = tuple(task_names)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            plan = self._plans[key] = CallPlan(self.classifiers, key, self.loaded.device)
+        return plan
+
     def answer(self, image: np.ndarray, task_names: Sequence[str]) -> RuntimeResult:
-        """Answer `task_names` about one RGB uint8 image, vision tower run once for all."""
+        """
+        Answer `task_names` about one RGB uint8 image in one pass.
+
+        The decoder runs only to the deepest exit layer among the asked tasks, and stops sooner
+        when every task has answered at a confident readout. ``layers_run`` says how deep it ran.
+        """
         unknown = [name for name in task_names if name not in self.profiles]
         if unknown or not task_names:
             raise UnknownTaskError(
                 f'unknown task(s) {unknown}; loaded tasks: {sorted(self.profiles)}'
                 if unknown else 'no task asked; loaded tasks: ' + ', '.join(sorted(self.profiles)))
-        prompts = [self.profiles[name].prompt for name in task_names]
-        values, times = self.engine.capture_shared(image, prompts, self.device_sites)
-        start = time.perf_counter()
-        predictions = []
-        for row, name in enumerate(task_names):
-            acts = {site: values[site][row:row + 1, columns].numpy()  # [1, n]
-                    for site, columns in self.columns[name].items()}
-            predictions.append(self.classifiers[name].predict_from_sites(acts)[0])
-        classify_ms = 1e3 * (time.perf_counter() - start)
-        return RuntimeResult(tuple(predictions), StageTimes(
-            times.preprocess_ms, times.vision_ms, times.decoder_ms, classify_ms))
+        plan = self.plan(task_names)
+        anytime = AnytimeExit(plan, self.classifiers)
+        prompts = [self.profiles[name].prompt for name in plan.names]
+        shared = self.engine.capture_shared(image, prompts, plan.sites, depth=plan.depth,
+                                            watch={layer: anytime for layer in plan.readouts})
+        classify_ms = 1e3 * anytime.seconds
+        times = shared.times
+        return RuntimeResult(anytime.predictions(), StageTimes(
+            times.preprocess_ms, times.vision_ms, times.decoder_ms - classify_ms, classify_ms),
+            shared.layers_run)
 
     def close(self) -> None:
         """Release the model and free its (GPU) memory."""
         device = self.loaded.device
         self.engine = None
         self.loaded = None
-        gc.collect()
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
+        release_memory(device)

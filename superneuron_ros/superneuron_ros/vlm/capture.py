@@ -21,13 +21,19 @@ Two sites per decoder layer are readable:
 - ``mlp``: the input of that layer's ``mlp.down_proj``, the MLP's inner activations (size
   ``intermediate_size``).
 
-Only the value at one position per sample is kept (the last real prompt position, whose logits
-predict the first generated token), and optionally only selected coordinates of it.
+Only the value at one position per prompt is kept (the last real prompt position, whose logits
+predict the first generated token), and optionally only selected coordinates of it. A prompt's
+position is a (row, column) pair: a batch row and its last real token, or the row of a packed
+sequence (:mod:`superneuron_ros.vlm.prefix`) and the prompt's last token in it.
+
+The forward pass stops after the deepest layer asked for (``stop_after``), and a watcher may be
+called after each of some layers with what was captured so far; it ends the pass early by
+returning True (the anytime exit).
 """
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from superneuron_ros.errors import LayerRangeError
 import torch
@@ -42,12 +48,17 @@ class StopForward(Exception):
     """Raised by a hook to end the forward pass once the deepest requested layer has run."""
 
 
+Watcher = Callable[[int, Mapping[Site, torch.Tensor]], bool]  # (layer, values so far) -> stop
+
+
 @dataclass
 class Capture:
-    """What a capture context collected: per (layer, site), a [batch, n] tensor."""
+    """What a capture context collected: per (layer, site), a [prompts, n] tensor."""
 
-    positions: torch.Tensor | None = None  # [B] long, set before the forward pass
+    positions: torch.Tensor | None = None  # [K] long, the column of each prompt; set before
+    rows: torch.Tensor | None = None  # [K] long, the row of each prompt (None: row k is prompt k)
     values: dict[Site, torch.Tensor] = field(default_factory=dict)
+    layers_run: int = 0  # decoder layers whose forward completed
 
 
 def check_sites(sites: Mapping[Site, object], num_layers: int) -> None:
@@ -59,10 +70,12 @@ def check_sites(sites: Mapping[Site, object], num_layers: int) -> None:
             raise LayerRangeError(f'layer {layer} is not loaded (valid: 0..{num_layers - 1})')
 
 
-def _pick(hidden: torch.Tensor, positions: torch.Tensor,
-          indices: torch.Tensor | None) -> torch.Tensor:
-    """Gather each sample's row at its position, then the selected coordinates."""
-    rows = hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]  # [B, D]
+def _pick(hidden: torch.Tensor, capture: Capture, indices: torch.Tensor | None) -> torch.Tensor:
+    """Gather each prompt's vector at its (row, position), then the selected coordinates."""
+    batch_rows = capture.rows
+    if batch_rows is None:
+        batch_rows = torch.arange(hidden.shape[0], device=hidden.device)
+    rows = hidden[batch_rows, capture.positions]  # [K, D]
     if indices is not None:
         rows = rows.index_select(1, indices)  # [B, n]
     return rows.detach().float().cpu()
@@ -71,30 +84,42 @@ def _pick(hidden: torch.Tensor, positions: torch.Tensor,
 @contextmanager
 def capture_activations(layers: nn.ModuleList,
                         sites: Mapping[Site, torch.Tensor | None],
-                        stop_after: int | None = None) -> Iterator[Capture]:
+                        stop_after: int | None = None,
+                        watch: Mapping[int, Watcher] | None = None) -> Iterator[Capture]:
     """
-    Record `sites` (index tensor or None for all) of `layers` at `Capture.positions`.
+    Record `sites` (index tensor or None for all) of `layers` at each prompt's position.
 
     With `stop_after`, the layer of that index raises :class:`StopForward` after its hooks ran,
-    so deeper layers are skipped (the caller catches it). Hooks are removed on exit, always.
+    so deeper layers are skipped (the caller catches it). `watch` maps layers to a watcher called
+    after that layer's capture hooks with the values captured so far; a watcher returning True
+    stops the pass there. Hooks are removed on exit, always.
     """
     check_sites(sites, len(layers))
+    for layer in list(watch or {}) + ([] if stop_after is None else [stop_after]):
+        if not 0 <= layer < len(layers):
+            raise LayerRangeError(f'layer {layer} is not loaded (valid: 0..{len(layers) - 1})')
     capture = Capture()
     handles = []
 
     def residual_hook(layer_index: int, indices: torch.Tensor | None):
         def hook(module: nn.Module, args: object, output: object) -> None:
             hidden = output[0] if isinstance(output, tuple) else output  # [B, T, D]
-            capture.values[(layer_index, 'residual')] = _pick(hidden, capture.positions, indices)
+            capture.values[(layer_index, 'residual')] = _pick(hidden, capture, indices)
         return hook
 
     def mlp_hook(layer_index: int, indices: torch.Tensor | None):
         def hook(module: nn.Module, args: tuple) -> None:
-            capture.values[(layer_index, 'mlp')] = _pick(args[0], capture.positions, indices)
+            capture.values[(layer_index, 'mlp')] = _pick(args[0], capture, indices)
         return hook
 
-    def stop_hook(module: nn.Module, args: object, output: object) -> None:
-        raise StopForward()
+    def last_hook(layer_index: int):
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            capture.layers_run = layer_index + 1
+            watcher = (watch or {}).get(layer_index)
+            done = watcher is not None and watcher(layer_index, capture.values)
+            if done or layer_index == stop_after:
+                raise StopForward()
+        return hook
 
     try:
         for (layer_index, site), indices in sorted(sites.items(), key=lambda kv: kv[0]):
@@ -104,9 +129,9 @@ def capture_activations(layers: nn.ModuleList,
             else:
                 handles.append(layer.mlp.down_proj.register_forward_pre_hook(
                     mlp_hook(layer_index, indices)))
-        if stop_after is not None:
-            # Registered last on that layer, so it runs after the layer's capture hooks.
-            handles.append(layers[stop_after].register_forward_hook(stop_hook))
+        # Registered last on every layer, so it runs after that layer's capture hooks.
+        for layer_index, layer in enumerate(layers):
+            handles.append(layer.register_forward_hook(last_hook(layer_index)))
         yield capture
     finally:
         for handle in handles:

@@ -13,11 +13,15 @@
 # limitations under the License.
 
 """
-The engine: prompts, preprocessing, the shared vision pass, activations at the answer position.
+The engine: prompts, preprocessing, the shared pass of several prompts, activations.
 
 An :class:`Engine` wraps a :class:`~superneuron_ros.vlm.loading.LoadedModel`. It never runs an LM
 head on the super-neuron path and never decodes; the full model's own answers (for baselines) are
 available only when the full model was loaded.
+
+:meth:`Engine.capture_shared` is the one pass of the super-neuron path: K prompts about one image,
+the processor run once, the vision tower run once, the shared prefix of the prompts computed once
+(:mod:`superneuron_ros.vlm.prefix`), and the decoder run only as deep as the call needs.
 """
 
 from dataclasses import dataclass
@@ -27,8 +31,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 from superneuron_ros.errors import ImageError, SuperneuronError
-from superneuron_ros.vlm.capture import capture_activations, last_positions, Site, StopForward
+from superneuron_ros.vlm.capture import (capture_activations, last_positions, Site, StopForward,
+                                         Watcher)
 from superneuron_ros.vlm.loading import LoadedModel
+from superneuron_ros.vlm.prefix import expand_like, pack, Packed
 import torch
 
 
@@ -45,6 +51,25 @@ class StageTimes:
     def total_ms(self) -> float:
         """Sum of the stages."""
         return self.preprocess_ms + self.vision_ms + self.decoder_ms + self.classify_ms
+
+
+@dataclass(frozen=True)
+class SharedCapture:
+    """What one shared pass read: per (layer, site) a [K, n] tensor, timings and the depth run."""
+
+    values: dict[Site, torch.Tensor]
+    times: StageTimes
+    layers_run: int  # decoder layers actually run
+    prefix_length: int  # tokens computed once for all prompts
+    length: int  # tokens of the packed row (prefix + every prompt's own tokens)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The full model's greedy answer: the text and how many tokens it took."""
+
+    text: str
+    new_tokens: int
 
 
 def check_image(image: Any) -> np.ndarray:
@@ -88,14 +113,38 @@ class Engine:
         if len(images) != len(prompts) or not prompts:
             raise ValueError(f'need one image per prompt, got {len(images)} and {len(prompts)}')
         pil = [Image.fromarray(check_image(image)) for image in images]
-        batch = self.processor(images=[[p] for p in pil] if self._nested_images else pil,
-                               text=list(prompts), return_tensors='pt', padding=True)
+        batch = self.processor(images=self.family.processor_images(pil), text=list(prompts),
+                               return_tensors='pt', padding=True)
         return batch.to(self.device)
 
-    @property
-    def _nested_images(self) -> bool:
-        """Tell whether the processor takes a list of images per prompt (SmolVLM)."""
-        return self.family.name == 'smolvlm'
+    def prompt_sequences(self, image: np.ndarray,
+                         prompts: Sequence[str]) -> tuple[Any, list[list[int]]]:
+        """
+        Run the processor once on the image and return its outputs and every prompt's tokens.
+
+        The processor sees the image with the first prompt; the other prompts are tokenised
+        alone and get the same expanded image block (:func:`~superneuron_ros.vlm.prefix.
+        expand_like`), so each sequence equals the processor's output for that prompt.
+        """
+        if not prompts:
+            raise ValueError('need at least one prompt')
+        inputs = self.preprocess([image], [prompts[0]])
+        expanded_first = inputs['input_ids'][0].tolist()
+        raw = self.processor.tokenizer(list(prompts))['input_ids']
+        sequences = []
+        for prompt, tokens in zip(prompts, raw):
+            sequence = expand_like(raw[0], expanded_first, tokens)
+            if sequence is None:  # differing text before the image: the processor's own answer
+                sequence = self.preprocess([image], [prompt])['input_ids'][0].tolist()
+            sequences.append(sequence)
+        return inputs, sequences
+
+    def pack_prompts(self, image: np.ndarray, prompts: Sequence[str]) -> tuple[Any, Packed]:
+        """Preprocess one image once for K prompts; pack the prompts around their shared prefix."""
+        inputs, sequences = self.prompt_sequences(image, prompts)
+        base = self.loaded.base_model
+        positions = [self.family.positions(base, sequence, inputs) for sequence in sequences]
+        return inputs, pack(sequences, positions, self.loaded.dtype, self.device)
 
     def _sync(self) -> float:
         """Wait for queued device work and return a monotonic time in seconds."""
@@ -103,54 +152,70 @@ class Engine:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def _stop_layer(self, sites: Mapping[Site, Any]) -> int | None:
-        """Deepest layer needed, when it is shallower than the loaded depth."""
-        deepest = max(layer for layer, _ in sites)
-        return deepest if deepest < self.num_loaded_layers - 1 else None
+    def _device_sites(self, sites: Mapping[Site, Any]) -> dict[Site, torch.Tensor | None]:
+        def on_device(idx: Any) -> torch.Tensor | None:
+            if idx is None or isinstance(idx, torch.Tensor):
+                return None if idx is None else idx.to(self.device)
+            return torch.tensor(np.asarray(idx, dtype=np.int64), device=self.device)
 
-    def _forward(self, inputs: Mapping[str, Any], sites: Mapping[Site, torch.Tensor | None],
-                 **extra: Any) -> dict[Site, torch.Tensor]:
-        """Run the base model with capture hooks and return the captured [B, n] tensors."""
-        sites = {key: (None if idx is None else torch.as_tensor(idx, device=self.device))
-                 for key, idx in sites.items()}
-        with capture_activations(self.layers, sites, self._stop_layer(sites)) as capture:
-            capture.positions = last_positions(inputs['attention_mask'])
-            try:
-                self.loaded.base_model(**inputs, **extra, use_cache=False)
-            except StopForward:
-                pass
-        return capture.values
+        return {key: on_device(idx) for key, idx in sites.items()}
 
     @torch.inference_mode()
     def capture(self, images: Sequence[np.ndarray], prompts: Sequence[str],
                 sites: Mapping[Site, Any]) -> dict[Site, torch.Tensor]:
         """
-        Read `sites` for a batch where each prompt has its own image.
+        Read `sites` for a batch where each prompt has its own image (calibration).
 
         `sites` maps (layer, site) to the coordinates to keep (None: all). Returns float32 CPU
         tensors of shape [batch, n] in the order of the given coordinates.
         """
-        return self._forward(self.preprocess(images, prompts), sites)
+        inputs = self.preprocess(images, prompts)
+        sites = self._device_sites(sites)
+        deepest = max(layer for layer, _ in sites)
+        with capture_activations(self.layers, sites, deepest) as capture:
+            capture.positions = last_positions(inputs['attention_mask'])
+            try:
+                self.loaded.base_model(**inputs, use_cache=False)
+            except StopForward:
+                pass
+        return capture.values
 
     @torch.inference_mode()
     def capture_shared(self, image: np.ndarray, prompts: Sequence[str],
-                       sites: Mapping[Site, Any]) -> tuple[dict[Site, torch.Tensor], StageTimes]:
-        """Read `sites` for several prompts about one image, running the vision tower once."""
+                       sites: Mapping[Site, Any], depth: int | None = None,
+                       watch: Mapping[int, Watcher] | None = None) -> SharedCapture:
+        """
+        Read `sites` for K prompts about one image in one pass.
+
+        The processor and the vision tower run once; the prompts' shared prefix is computed once.
+        The decoder runs layers 0..`depth` (default: the deepest layer of `sites`; with no sites,
+        every loaded layer), or fewer when a watcher of `watch` stops it (see
+        :func:`~superneuron_ros.vlm.capture.capture_activations`). Values are float32 CPU
+        tensors [K, n], row k for prompt k.
+        """
         start = self._sync()
-        inputs = self.preprocess([image] * len(prompts), prompts)
+        inputs, packed = self.pack_prompts(image, prompts)
         preprocessed = self._sync()
         features = self.family.image_features(self.loaded.base_model, inputs)
-        features = self.family.repeat_features(features, len(prompts))
         seen = self._sync()
-        decoder_inputs = {'input_ids': inputs['input_ids'],
-                          'attention_mask': inputs['attention_mask'],
-                          **self.family.decoder_kwargs(inputs)}
-        values = self._forward(decoder_inputs, sites, mm_encoder_outputs={'image': features})
+        sites = self._device_sites(sites)
+        if depth is None:
+            depth = max((layer for layer, _ in sites), default=self.num_loaded_layers - 1)
+        with capture_activations(self.layers, sites, depth, watch) as capture:
+            capture.positions = packed.answer_positions
+            capture.rows = torch.zeros_like(packed.answer_positions)
+            try:
+                self.loaded.base_model(input_ids=packed.input_ids, attention_mask=packed.mask,
+                                       position_ids=packed.positions,
+                                       mm_encoder_outputs={'image': features}, use_cache=False)
+            except StopForward:
+                pass
         done = self._sync()
         times = StageTimes(preprocess_ms=1e3 * (preprocessed - start),
                            vision_ms=1e3 * (seen - preprocessed),
                            decoder_ms=1e3 * (done - seen))
-        return values, times
+        return SharedCapture(capture.values, times, capture.layers_run, packed.prefix_length,
+                             packed.length)
 
     def _require_full(self, what: str) -> None:
         if self.loaded.is_truncated:
@@ -169,7 +234,8 @@ class Engine:
         return self.loaded.model.lm_head(last).float().cpu()
 
     @torch.inference_mode()
-    def generate(self, image: np.ndarray, prompt: str, max_new_tokens: int = 8) -> str:
+    def generate_tokens(self, image: np.ndarray, prompt: str,
+                        max_new_tokens: int = 8) -> Generated:
         """Greedily generate the full model's answer to one prompt about one image."""
         self._require_full('generate')
         inputs = self.preprocess([image], [prompt])
@@ -177,5 +243,10 @@ class Engine:
         output = self.loaded.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False,
             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        new_tokens = output[0, inputs['input_ids'].shape[1]:]
-        return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        new_tokens = output[0, inputs['input_ids'].shape[1]:]  # [n_new]
+        return Generated(tokenizer.decode(new_tokens, skip_special_tokens=True).strip(),
+                         int(new_tokens.shape[0]))
+
+    def generate(self, image: np.ndarray, prompt: str, max_new_tokens: int = 8) -> str:
+        """Return the text of :meth:`generate_tokens`."""
+        return self.generate_tokens(image, prompt, max_new_tokens).text

@@ -17,11 +17,14 @@ The one place where the supported vision-language model families differ.
 
 Everything else in the core talks to a model through :class:`Family`: where the decoder layers are,
 which processor outputs feed the vision tower, how to take one image's slice of a batch's vision
-inputs, and how to repeat one image's vision features for several prompts (the shared vision pass).
+inputs, how the processor takes images, the positions of a token sequence (1-D, or Qwen's
+M-RoPE), and how the processor's resize is bounded (benchmarks). Nothing else branches on a
+family's name.
 """
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from superneuron_ros.errors import UnsupportedArchitectureError
 import torch
@@ -40,13 +43,38 @@ def _first_image_flat_patches(inputs: dict[str, Any], keys: tuple[str, ...]) -> 
     return {'pixel_values': inputs['pixel_values'][:num_patches], 'image_grid_thw': grid}
 
 
-def _repeat_list(output: Any, times: int) -> Any:
-    """Repeat the per-image feature list of a vision output `times` times, in place."""
-    output.pooler_output = list(output.pooler_output) * times
-    deepstack = getattr(output, 'deepstack_features', None)
-    if deepstack is not None:  # Qwen3-VL: per deepstack layer, a sequence of per-image tensors
-        output.deepstack_features = [list(per_layer) * times for per_layer in deepstack]
-    return output
+def _linear_positions(base_model: nn.Module, ids: Sequence[int],
+                      inputs: dict[str, Any]) -> torch.Tensor:
+    """Return the positions [1, T] of a sequence under 1-D rotary embeddings: 0..T-1."""
+    return torch.arange(len(ids), dtype=torch.long)[None]
+
+
+def _mrope_positions(base_model: nn.Module, ids: Sequence[int],
+                     inputs: dict[str, Any]) -> torch.Tensor:
+    """Return Qwen's M-RoPE positions [3, T] of one sequence holding the image of `inputs`."""
+    token = base_model.config.image_token_id
+    input_ids = torch.tensor([list(ids)], dtype=torch.long)  # [1, T]
+    grid = inputs['image_grid_thw'][:1].cpu()  # [1, 3]
+    positions, _ = base_model.get_rope_index(input_ids=input_ids,
+                                             mm_token_type_ids=(input_ids == token).int(),
+                                             image_grid_thw=grid)
+    return positions[:, 0]  # [3, T]
+
+
+def _no_bound(image_processor: Any, side: int) -> Any:
+    """Return None: the tower input is fixed (LLaVA, OneVision), nothing to bound."""
+    return None
+
+
+def _qwen_bound(image_processor: Any, side: int) -> Any:
+    """Return the pixel budget of Qwen: at most side x side (one token per 28 x 28 block)."""
+    return int(side) * int(side)
+
+
+def _smolvlm_bound(image_processor: Any, side: int) -> Any:
+    """Return the longest edge SmolVLM resizes to: `side` in whole tiles (at least one)."""
+    tile = int(image_processor.max_image_size['longest_edge'])
+    return max(tile, int(round(side / tile)) * tile)
 
 
 @dataclass(frozen=True)
@@ -58,9 +86,11 @@ class Family:
     model_types: tuple[str, ...]
     text_model_attr: str  # attribute of the base model holding the language model
     vision_inputs: tuple[str, ...]  # processor outputs that feed `get_image_features`
-    text_side_inputs: tuple[str, ...]  # vision-derived inputs the decoder still needs
     first_image: Callable[[dict[str, Any], tuple[str, ...]], dict[str, Any]]
-    repeat_features: Callable[[Any, int], Any] = _repeat_list
+    nested_images: bool = False  # the processor takes a list of images per prompt (SmolVLM)
+    positions: Callable[[nn.Module, Sequence[int], dict[str, Any]], torch.Tensor] = \
+        _linear_positions  # (base model, token ids, processor outputs) -> [R, T]
+    longest_edge_bound: Callable[[Any, int], Any] = _no_bound  # image processor, side -> value
 
     def text_model(self, base_model: nn.Module) -> nn.Module:
         """Return the language model (embeddings, decoder layers, final norm) of a base model."""
@@ -79,27 +109,44 @@ class Family:
         vision = self.first_image(inputs, self.vision_inputs)
         return base_model.get_image_features(**vision, return_dict=True)
 
-    def decoder_kwargs(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Return the inputs other than ids and mask that the decoder pass needs."""
-        return {key: inputs[key] for key in self.text_side_inputs if inputs.get(key) is not None}
+    def processor_images(self, images: Sequence[Any]) -> list[Any]:
+        """Return `images` (one per prompt) in the form the family's processor takes them."""
+        return [[image] for image in images] if self.nested_images else list(images)
+
+    def set_vision_side(self, image_processor: Any, side: int) -> Any:
+        """
+        Bound the images the processor passes to the vision tower by `side`; return the old size.
+
+        Returns None and changes nothing for families with a fixed tower input.
+        """
+        value = self.longest_edge_bound(image_processor, side)
+        if value is None:
+            return None
+        old = image_processor.size
+        if dataclasses.is_dataclass(old):
+            image_processor.size = dataclasses.replace(old, longest_edge=value)
+        else:
+            image_processor.size = {**old, 'longest_edge': value}
+        return old
 
 
 FAMILIES: tuple[Family, ...] = (
     Family('llava', 'LLaVA-1.5', ('llava',), 'language_model',
-           ('pixel_values',), (), _first_image_per_item),
+           ('pixel_values',), _first_image_per_item),
     Family('llava_onevision', 'LLaVA-OneVision', ('llava_onevision',), 'language_model',
-           ('pixel_values', 'image_sizes'), (), _first_image_per_item),
+           ('pixel_values', 'image_sizes'), _first_image_per_item),
     Family('qwen2_vl', 'Qwen2-VL', ('qwen2_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('qwen2_5_vl', 'Qwen2.5-VL', ('qwen2_5_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('qwen3_vl', 'Qwen3-VL', ('qwen3_vl',), 'language_model',
-           ('pixel_values', 'image_grid_thw'), ('image_grid_thw', 'mm_token_type_ids'),
-           _first_image_flat_patches),
+           ('pixel_values', 'image_grid_thw'), _first_image_flat_patches,
+           positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('smolvlm', 'SmolVLM (Idefics3)', ('smolvlm', 'idefics3'), 'text_model',
-           ('pixel_values', 'pixel_attention_mask'), (), _first_image_per_item),
+           ('pixel_values', 'pixel_attention_mask'), _first_image_per_item,
+           nested_images=True, longest_edge_bound=_smolvlm_bound),
 )
 
 

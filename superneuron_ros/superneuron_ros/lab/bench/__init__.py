@@ -21,8 +21,9 @@ and (d) the floor (vision tower plus decoder layers 0..L), then sweeps exit laye
 and tasks per frame, and sizes memory. See docs/benchmarks.md.
 """
 
+from superneuron_ros.jsonio import write_json
 from superneuron_ros.lab.bench.config import BenchConfig, default_cache_dir
-from superneuron_ros.lab.bench.report import evaluate_targets, format_report, write_json
+from superneuron_ros.lab.bench.report import evaluate_targets, format_report
 from superneuron_ros.lab.bench.runner import run_benchmark
 from superneuron_ros.lab.bench.timing import Clock, run_interleaved, Stats, summarize
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from superneuron_ros.vlm.config import DEVICES, DTYPE_NAMES, QUANTIZATIONS
+from superneuron_ros.vlm.config import LoadConfig, QUANTIZATIONS
 
 AUTO = 'auto'
 DEFAULT_TASK_COUNTS = (1, 2, 4, 8)
@@ -75,21 +75,21 @@ class BenchConfig:
     torch_profile: int = 0  # list the top N operators of one super-neuron answer
     work_dir: str | None = None  # where benchmark profiles are written (default: a temp dir)
     seed: int = 0
+    loaded: bool = True  # time a shallow task alone-loaded vs with deep profiles loaded
+    profiles: str | None = None  # real profiles (a folder) for that, instead of quick ones
+    accuracy_scenes: int = 0  # score `profiles` on that many fresh scenes (anytime exits)
 
     def __post_init__(self) -> None:
         """Check every field; raise ValueError naming the offending one."""
         if (self.model_path is None) == (self.preset is None):
             raise ValueError('give exactly one of model_path (a local model folder) and preset '
                              '(a model shape with random weights)')
-        if not isinstance(self.exit_layer, int) or self.exit_layer < 0:
+        if not isinstance(self.exit_layer, int):
             raise ValueError(f'exit_layer must be an integer >= 0, got {self.exit_layer!r}')
         if self.quantization not in QUANTIZATIONS + (AUTO,):
             raise ValueError(f'quantization must be one of {QUANTIZATIONS + (AUTO,)}, got '
                              f'{self.quantization!r}')
-        if self.device not in DEVICES and not self.device.startswith('cuda:'):
-            raise ValueError(f'device must be one of {DEVICES} or cuda:N, got {self.device!r}')
-        if self.dtype not in DTYPE_NAMES:
-            raise ValueError(f'dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}')
+        self.load_config()  # device, dtype and exit layer: checked as every model load checks them
         if self.image_size is not None:
             size = tuple(int(v) for v in self.image_size)
             if len(size) != 2 or not all(8 <= v <= 4096 for v in size):
@@ -124,8 +124,21 @@ class BenchConfig:
                              f'{self.vision_side!r}')
         if self.threads is not None:
             _positive('threads', self.threads)
+        if not isinstance(self.accuracy_scenes, int) or self.accuracy_scenes < 0:
+            raise ValueError(f'accuracy_scenes must be an integer >= 0, got '
+                             f'{self.accuracy_scenes!r}')
+        if self.accuracy_scenes and self.profiles is None:
+            raise ValueError('accuracy_scenes scores real profiles: give profiles too')
         if not isinstance(self.torch_profile, int) or self.torch_profile < 0:
             raise ValueError(f'torch_profile must be an integer >= 0, got {self.torch_profile!r}')
+
+    def load_config(self, folder: str | None = None,
+                    quantization: str | None = None) -> LoadConfig:
+        """Return how the run loads its model (`quantization` resolves 'auto'; none by default)."""
+        quantization = quantization or (self.quantization if self.quantization != AUTO
+                                        else 'none')
+        return LoadConfig(folder or self.model_path or '', quantization=quantization,
+                          device=self.device, dtype=self.dtype, exit_layer=self.exit_layer)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-able mapping."""

@@ -146,7 +146,7 @@ def sweep_sizes(runtime: Runtime, task_name: str, sizes: Sequence[int], clock: C
     rows = []
     for side in sizes:
         image = frames((side, side), count=1, seed=seed)[0]
-        with vision_side(engine.processor, engine.family.name, side) as bounded:
+        with vision_side(engine, side) as bounded:
             tokens, length = image_tokens(engine, image, prompt)
             measured = run_interleaved(
                 {'c_superneuron': lambda r, image=image: runtime.answer(image, [task_name]),

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 from pathlib import Path
+import platform
 import resource
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def probe_memory(model_path: str, quantization: str, exit_layer: int | None, dev
 def _probe(args: argparse.Namespace) -> dict[str, Any]:
     """Load one model, run one pass and return what memory it took."""
     from superneuron_ros.lab import scenes
-    from superneuron_ros.lab.bench.paths import floor_pass, set_vision_side
+    from superneuron_ros.lab.bench.paths import floor_pass
     from superneuron_ros.vlm.engine import Engine
     from superneuron_ros.vlm.loading import load_model, LoadConfig
     torch.set_num_threads(args.threads)
@@ -150,7 +151,7 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
     peak_load = peak_rss_bytes()
     peak_reset = reset_peak_rss()
     if args.vision_side is not None:
-        set_vision_side(loaded.processor, loaded.family.name, args.vision_side)
+        loaded.family.set_vision_side(loaded.processor.image_processor, args.vision_side)
     engine = Engine(loaded)
     image = scenes.render(scenes.random_scene(np.random.default_rng(0)),
                           tuple(args.image_size))
@@ -186,6 +187,38 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     Path(args.out).write_text(json.dumps(_probe(args), indent=2) + '\n')
     return 0
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Describe the machine and software the figures come from."""
+    import psutil
+    import transformers
+    info: dict[str, Any] = {
+        'cpu': _cpu_name(), 'logical_cpus': os.cpu_count(),
+        'memory_bytes': int(psutil.virtual_memory().total),
+        'available_bytes': available_bytes(), 'load_average': list(os.getloadavg()),
+        'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
+        'torch': torch.__version__, 'transformers': transformers.__version__,
+        'device': str(device)}
+    try:
+        import bitsandbytes
+        info['bitsandbytes'] = bitsandbytes.__version__
+    except ImportError:
+        info['bitsandbytes'] = None
+    if device.type == 'cuda':
+        info['cuda_device'] = torch.cuda.get_device_name(device)
+        info['cuda_memory_bytes'] = int(torch.cuda.get_device_properties(device).total_memory)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == '__main__':

@@ -35,8 +35,9 @@ import numpy as np
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab import scenes
 from superneuron_ros.method.calibrate import render_question
-from superneuron_ros.method.probing import fit_means, fit_stumps, heldout_scores, NeuronSet, top_k
+from superneuron_ros.method.probing import fit_means, fit_stumps, NeuronSet
 from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.ranking import heldout_scores, top_k
 from superneuron_ros.method.tasks import TaskSpec
 from superneuron_ros.vlm.capture import Site, SITES
 from superneuron_ros.vlm.engine import Engine
@@ -115,7 +116,7 @@ def capture_layers(engine: Engine, images: Sequence[np.ndarray], prompts: Sequen
                    layers: Sequence[int]) -> dict[Site, torch.Tensor]:
     """Read every scalar of `layers` for each image and prompt: per site, [images, prompts, n]."""
     sites = {(layer, site): None for layer in layers for site in SITES}
-    per_image = [engine.capture_shared(image, list(prompts), sites)[0] for image in images]
+    per_image = [engine.capture_shared(image, list(prompts), sites).values for image in images]
     return {key: torch.stack([values[key] for values in per_image]) for key in sites}
 
 

@@ -24,15 +24,16 @@ The phases, each releasing what it loaded before the next:
 3. :meth:`Runtime.load` of the main profiles (the node's own loading) and, when both fit in
    memory, the full model beside it: (a)-(d) interleaved, the task-count and size sweeps;
    otherwise (c), (d) and the sweeps first, then the full model alone for (a) and (b);
-4. optional peak-memory probes in subprocesses (full / truncated, nf4 / none).
+4. the loaded set (:mod:`~superneuron_ros.lab.bench.loaded`): a shallow task with only its
+   profile loaded against it with deep profiles loaded, every loaded task asked at once against
+   the deepest alone; with real profiles, their accuracy and mean layers run on fresh scenes;
+5. optional peak-memory probes in subprocesses (full / truncated, nf4 / none).
 """
 
 from dataclasses import dataclass
-import gc
 import logging
 import os
 from pathlib import Path
-import platform
 import shutil
 import tempfile
 import time
@@ -41,57 +42,29 @@ from typing import Any
 from superneuron_ros.errors import LayerRangeError, ModelLoadError
 from superneuron_ros.lab.bench import measure
 from superneuron_ros.lab.bench.config import AUTO, BenchConfig, default_cache_dir
-from superneuron_ros.lab.bench.memory import (available_bytes, meta_sizes, peak_rss_bytes,
-                                              probe_memory, rss_bytes)
-from superneuron_ros.lab.bench.paths import FullModelPaths, image_tokens, set_vision_side
+from superneuron_ros.lab.bench.loaded import measure_anytime, measure_loaded
+from superneuron_ros.lab.bench.memory import (available_bytes, machine_info, meta_sizes,
+                                              peak_rss_bytes, probe_memory, rss_bytes)
+from superneuron_ros.lab.bench.paths import FullModelPaths, image_tokens
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.bench.report import evaluate_targets
 from superneuron_ros.lab.bench.timing import Clock
+from superneuron_ros.method.profiles import find_profiles
 from superneuron_ros.runtime.facade import Runtime
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.families import family_for
 from superneuron_ros.vlm.loading import (check_model_folder, load_model, LoadConfig, read_config,
-                                         resolve_device, resolve_dtype, with_exit_layer)
+                                         release_memory, resolve_device, resolve_dtype,
+                                         with_exit_layer)
 from superneuron_ros.vlm.selftest import run_selftest
 from superneuron_ros.vlm.sizing import model_sizes
 import torch
 
 LOG = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LOADED_TASKS = 5  # one shallow and four deep profiles in the loaded-set timing
 FIT_FRACTION = 0.8  # share of the available memory a benchmark lets its models take
 DTYPE_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Describe the machine and software the figures come from."""
-    import psutil
-    import transformers
-    info: dict[str, Any] = {
-        'cpu': _cpu_name(), 'logical_cpus': os.cpu_count(),
-        'memory_bytes': int(psutil.virtual_memory().total),
-        'available_bytes': available_bytes(), 'load_average': list(os.getloadavg()),
-        'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
-        'torch': torch.__version__, 'transformers': transformers.__version__,
-        'device': str(device)}
-    try:
-        import bitsandbytes
-        info['bitsandbytes'] = bitsandbytes.__version__
-    except ImportError:
-        info['bitsandbytes'] = None
-    if device.type == 'cuda':
-        info['cuda_device'] = torch.cuda.get_device_name(device)
-        info['cuda_memory_bytes'] = int(torch.cuda.get_device_properties(device).total_memory)
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def model_config(config: BenchConfig) -> tuple[Any, str | None]:
@@ -150,13 +123,6 @@ def resolve_layers(config: BenchConfig, num_layers: int) -> list[int]:
 def fits_beside(need: float) -> bool:
     """Return whether a model of `need` bytes fits in the memory still available."""
     return need < FIT_FRACTION * available_bytes()
-
-
-def _free_memory() -> None:
-    """Collect garbage and return cached CUDA memory (drop references first)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _profile_one_answer(runtime: Runtime, image: Any, names: list[str], top: int) -> list[dict]:
@@ -237,13 +203,13 @@ class _Run:
     @property
     def load_config(self) -> LoadConfig:
         """Return how every model of this run is loaded (exit layer aside)."""
-        return LoadConfig(self.folder, quantization=self.quantization,
-                          device=self.config.device, dtype=self.config.dtype)
+        return with_exit_layer(self.config.load_config(self.folder, self.quantization), None)
 
     def bound(self, loaded: Any) -> Any:
         """Apply the run's vision side to a loaded model's processor and return the model."""
         if self.config.vision_side is not None:
-            set_vision_side(loaded.processor, self.family, self.config.vision_side)
+            loaded.family.set_vision_side(loaded.processor.image_processor,
+                                          self.config.vision_side)
         return loaded
 
     def load(self, exit_layer: int | None) -> Any:
@@ -259,10 +225,14 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
     images = measure.frames(run.image_size, seed=config.seed + 1)
 
     # The model truncated at the deepest layer needed: profiles, then the exit-layer sweep.
-    loaded = run.load(max([config.exit_layer] + sweep_layers))
+    deep = run.num_layers - 1  # quick deep profiles beside a shallow one: the loaded-set timing
+    mixed = config.loaded and config.profiles is None and deep > config.exit_layer
+    loaded = run.load(max([config.exit_layer] + sweep_layers + [deep] * mixed))
     plan = {'main': ([config.exit_layer], k_max)}
     if sweep_layers:
         plan['layers'] = (sweep_layers, 1)
+    if mixed:
+        plan['deep'] = ([deep], LOADED_TASKS)
     folders = quick_profiles(Engine(loaded), Path(run.folder), run.quantization, plan,
                              run.image_size, config.neurons, config.calibration_images, work,
                              config.seed)
@@ -275,7 +245,7 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
         report['layers'] = measure.sweep_exit_layers(
             loaded, folders['layers'], selftest, images[0], run.clock, config.sweep_repeats, 0)
     loaded = None
-    _free_memory()
+    release_memory(run.clock.device)
 
     # The node's runtime, and the full model beside it when both fit.
     runtime = Runtime.load(run.load_config, [folders['main'][config.exit_layer]])
@@ -313,7 +283,7 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
                               'bytes': runtime.loaded.resident_bytes()}}
     if full_paths is None:
         runtime = None
-        _free_memory()
+        release_memory(run.clock.device)
         full_paths = FullModelPaths(Engine(run.load(None)), main_tasks, config.max_new_tokens,
                                     main_prompts)
         _fill_full_only(main, measure.measure_full_only(full_paths, images, run.clock,
@@ -325,7 +295,34 @@ def _time_everything(run: _Run, report: dict[str, Any], work: Path) -> None:
     resident['process_peak_rss_bytes'] = peak_rss_bytes()
     report['memory']['resident'] = resident
     full_paths = runtime = full_model = None
-    _free_memory()
+    release_memory(run.clock.device)
+    _time_loaded(run, report, folders, images[0], deep if mixed else None)
+
+
+def _time_loaded(run: _Run, report: dict[str, Any], folders: dict[str, dict[int, Path]],
+                 image: Any, deep: int | None) -> None:
+    """Time the loaded set (real profiles, or quick shallow + deep ones); score real profiles."""
+    config = run.config
+    if config.profiles is not None:
+        paths = find_profiles([config.profiles])
+    elif deep is not None:
+        names = [task.spec.name for task in bench_tasks(LOADED_TASKS)]
+        paths = [folders['main'][config.exit_layer] / names[0]]
+        paths += [folders['deep'][deep] / name for name in names[1:]]
+    else:
+        paths = []
+    if config.loaded and paths:
+        report['loaded'] = measure_loaded(run.load_config, paths, image, run.clock,
+                                          config.repeats, config.warmup, bound=run.bound)
+        release_memory(run.clock.device)
+    if config.accuracy_scenes:
+        runtime = Runtime.load(run.load_config, paths)
+        run.bound(runtime.loaded)
+        try:
+            report['anytime'] = measure_anytime(runtime, config.accuracy_scenes, run.image_size,
+                                                config.seed + 7)
+        finally:
+            runtime.close()
 
 
 def _probes(config: BenchConfig, folder: str, image_size: tuple[int, int]) -> list[dict]:
