@@ -20,6 +20,7 @@ import shlex
 import sys
 
 from superneuron_ros.cli.arguments import image_size, positive_int
+from superneuron_ros.vlm.config import QUANTIZATIONS
 
 PRESET_NAMES = ('llava-1.5-7b', 'qwen2-vl-2b', 'smolvlm-256m', 'demo')  # core.zoo.PRESETS
 
@@ -74,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='where presets are built (default: ~/.cache/superneuron_ros/presets)')
     parser.add_argument('--exit-layer', type=int, default=1, metavar='L',
                         help='exit layer of the super-neuron path (default: 1)')
-    parser.add_argument('--quantization', choices=('auto', 'nf4', 'fp4', 'int8', 'none'),
+    parser.add_argument('--quantization', choices=('auto',) + QUANTIZATIONS,
                         default='auto', help='weights (default auto: nf4 on CUDA, none on CPU)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--dtype', default='auto',

@@ -16,8 +16,9 @@
 The runtime: the facade the ROS node calls. Profiles plus one truncated model give answers.
 
 A :class:`Runtime` loads every profile, loads the model once, truncated at the deepest exit layer
-among them, checks each profile against the model's fingerprint, runs the bitsandbytes self-test,
-and answers any set of loaded tasks about one image with a single shared vision pass.
+among them, checks each profile against the model's fingerprint, runs the quantization self-test
+(a failure fails the load unless the load config accepts it), and answers any set of loaded
+tasks about one image with a single shared vision pass.
 """
 
 from dataclasses import dataclass
@@ -28,12 +29,12 @@ import time
 from typing import Sequence
 
 import numpy as np
-from superneuron_ros.errors import ProfileError, UnknownTaskError
+from superneuron_ros.errors import ProfileError, QuantizationError, UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
 from superneuron_ros.vlm.capture import Site
 from superneuron_ros.vlm.engine import Engine, StageTimes
-from superneuron_ros.vlm.fingerprint import model_fingerprint
+from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
 from superneuron_ros.vlm.loading import load_model, LoadConfig, LoadedModel, with_exit_layer
 from superneuron_ros.vlm.selftest import run_selftest, SelfTestResult
 import torch
@@ -68,15 +69,38 @@ def _yes_index(labels: Sequence[str]) -> int | None:
     return lowered.index('yes') if len(labels) == 2 and 'yes' in lowered else None
 
 
+def _check_profile(profile: Profile, fingerprint: ModelFingerprint,
+                   load_config: LoadConfig) -> list[str]:
+    """
+    Check a profile against the loaded model's fingerprint; return the overrides in force.
+
+    A profile calibrated under another quantization is refused (ProfileMismatchError) unless
+    ``load_config.allow_quantization_mismatch``; any other difference is always refused.
+    """
+    differences = profile.fingerprint.quantization_differences(fingerprint)
+    if not differences or not load_config.allow_quantization_mismatch:
+        profile.check_compatible(fingerprint)
+        return []
+    profile.check_compatible(fingerprint.with_quantization_of(profile.fingerprint))
+    return [f'profile {profile.name!r} was calibrated under another quantization '
+            f'({"; ".join(differences)}; calibrated vs loaded) and runs because '
+            'allow_quantization_mismatch is set: its accuracy is not the calibrated one; '
+            'measure it with `superneuron eval --quantization ...` or recalibrate']
+
+
 class Runtime:
     """Loaded profiles and the truncated model they need; thread-compatible, not thread-safe."""
 
     def __init__(self, loaded: LoadedModel, profiles: Sequence[Profile],
-                 paths: Sequence[Path], selftest: SelfTestResult) -> None:
+                 paths: Sequence[Path], selftest: SelfTestResult,
+                 warnings: Sequence[str] = ()) -> None:
         """Wrap an already loaded model and checked profiles (use :meth:`load`)."""
         self.loaded = loaded
         self.engine = Engine(loaded)
         self.selftest = selftest
+        # Start-up checks the user overrode (failed self-test, quantization mismatch): reported
+        # in the node's diagnostics for as long as this runtime answers.
+        self.warnings = tuple(warnings)
         self.profiles = {profile.task.name: profile for profile in profiles}
         self.classifiers = {name: SuperNeuronClassifier(p) for name, p in self.profiles.items()}
         self.tasks = {
@@ -122,6 +146,7 @@ class Runtime:
             raise ProfileError(f'several profiles define task(s) {duplicates}; keep one each')
         deepest = max(p.exit_layer for p in profiles)
         loaded = load_model(with_exit_layer(load_config, deepest))
+        warnings: list[str] = []
         try:
             folder = Path(load_config.model_path).expanduser()
             by_layer = {}
@@ -129,16 +154,28 @@ class Runtime:
                 layer = profile.fingerprint.hash_layer
                 if layer not in by_layer:
                     by_layer[layer] = model_fingerprint(folder, loaded.config,
-                                                        load_config.quantization, layer)
-                profile.check_compatible(by_layer[layer])
+                                                        load_config.quantization, layer,
+                                                        load_config.quantized_modules)
+                warnings += _check_profile(profile, by_layer[layer], load_config)
             selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
+            if not selftest.ok:
+                if not load_config.accept_failed_selftest:
+                    raise QuantizationError(
+                        f'the {load_config.quantization} self-test failed, so answers would be '
+                        f'computed with a broken kernel: {selftest.message}. Use another '
+                        'quantization (e.g. "torchao-int4" where bitsandbytes fails, or "none"), '
+                        'or set accept_failed_selftest to serve anyway')
+                warnings.append(f'serving although the quantization self-test failed '
+                                f'(accept_failed_selftest): {selftest.message}')
         except Exception:
             loaded.model = None  # drop the weights now; the caller only gets the error
             gc.collect()
             raise
+        for warning in warnings:
+            LOG.warning('%s', warning)
         LOG.info('runtime ready: %d task(s) %s, exit layer %d, %s; %s', len(profiles), names,
                  deepest, load_config.quantization, selftest.message)
-        return cls(loaded, profiles, paths, selftest)
+        return cls(loaded, profiles, paths, selftest, warnings)
 
     @property
     def exit_layer(self) -> int:

@@ -33,6 +33,7 @@ QUANTIZATIONS = BITSANDBYTES + TORCHAO + ('none',)
 # matmuls are slower than the compute dtype), 'all' the vision tower and projector too. The LM head
 # is never quantized. 'none' is what a fingerprint records for an unquantized model.
 QUANTIZED_MODULES = ('language', 'all')
+DEFAULT_QUANTIZE_MODULES = 'language'
 DEVICES = ('auto', 'cuda', 'cpu')
 DTYPE_NAMES = ('auto', 'float32', 'float16', 'bfloat16')
 
@@ -46,7 +47,7 @@ class LoadConfig:
     device: str = 'auto'
     dtype: str = 'auto'
     exit_layer: int | None = None  # None: the full model with its LM head
-    quantize_modules: str = 'language'
+    quantize_modules: str = DEFAULT_QUANTIZE_MODULES
     # Start-up checks a user may override, each then reported in the diagnostics of every answer.
     accept_failed_selftest: bool = False  # serve although the quantized-matmul self-test failed
     allow_quantization_mismatch: bool = False  # profiles calibrated under another quantization

@@ -39,8 +39,8 @@ LOG = logging.getLogger(__name__)
 VISION_MODULES = (r'(?:model\.)?'
                   r'(?:vision_tower|multi_modal_projector|visual|vision_model|connector)')
 LM_HEAD = 'lm_head'
+TORCHAO_VERSION = '0.18.0'  # the CPU int4 path is a prototype API of this release
 TORCHAO_GROUP_SIZE = 64  # int4 scales per 64 input values; every supported width divides by 64
-_KERNELS_NOTICE = 'gemm_4bit_forward from kernels-community'
 
 
 def skip_modules(quantize_modules: str) -> list[str]:
@@ -60,19 +60,38 @@ def compute_dtype_for(quantization: str, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def _kernels_notice_filter(record: logging.LogRecord) -> bool:
-    """Replace bitsandbytes' warning about the optional Hub CPU kernel by one INFO line."""
-    if _KERNELS_NOTICE in record.getMessage():
-        LOG.info('bitsandbytes: the optional CPU 4-bit kernel from the Hugging Face Hub '
-                 '(package `kernels`) is not installed; bitsandbytes uses its built-in CPU '
-                 'kernel, which gives the same results. Nothing to do.')
+class _Notice(logging.Filter):
+    """Replace a library's start-up warnings that need no action by one INFO line of ours."""
+
+    def __init__(self, needles: tuple[str, ...], explanation: str) -> None:
+        super().__init__()
+        self.needles, self.explanation, self.said = needles, explanation, False
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging's API
+        if not any(needle in record.getMessage() for needle in self.needles):
+            return True
+        if not self.said:
+            LOG.info(self.explanation)
+            self.said = True
         return False
-    return True
+
+
+_BNB_NOTICE = _Notice(
+    ('gemm_4bit_forward from kernels-community',),
+    'bitsandbytes: the optional CPU 4-bit kernel from the Hugging Face Hub (package `kernels`) '
+    'is not installed; bitsandbytes uses its built-in CPU kernel. Nothing to do.')
+_TORCHAO_NOTICE = _Notice(
+    ('Failed to load', 'Skipping import of cpp extensions', 'Detected no triton',
+     "<enum 'KernelPreference'>"),
+    'torchao: some optional extensions (C++/CUDA libraries, triton) did not load for this torch '
+    'build; int4 weight-only uses the int4 kernels of torch itself and does not need them. '
+    'Nothing to do.')
+_TORCHAO_LOGGERS = ('torchao', 'torchao.kernel.intmm', 'torch.utils._pytree')
 
 
 def import_bitsandbytes() -> Any:
     """Import bitsandbytes, or raise QuantizationError saying how to install it."""
-    logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_kernels_notice_filter)
+    logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_BNB_NOTICE)
     try:
         import bitsandbytes
     except ImportError as exc:
@@ -83,8 +102,24 @@ def import_bitsandbytes() -> Any:
     return bitsandbytes
 
 
+def import_torchao() -> Any:
+    """Import torchao (its import-time notices replaced), or raise QuantizationError."""
+    for name in _TORCHAO_LOGGERS:  # a logger's filters do not see its children's records
+        logging.getLogger(name).addFilter(_TORCHAO_NOTICE)
+    try:
+        import torchao
+    except ImportError as exc:
+        raise QuantizationError(
+            f'quantization "torchao-int4" needs torchao, which failed to import ({exc}); '
+            f'`pip install --no-deps torchao=={TORCHAO_VERSION}` (it uses the int4 kernels of '
+            'torch itself; never let pip replace torch), or use a bitsandbytes format or '
+            '"none"') from exc
+    return torchao
+
+
 def torchao_weight_config(device: torch.device) -> Any:
     """Return torchao's int4 weight-only config for `device` (tinygemm on CUDA, opaque on CPU)."""
+    import_torchao()
     try:
         if device.type == 'cuda':
             from torchao.quantization import Int4WeightOnlyConfig
@@ -94,9 +129,9 @@ def torchao_weight_config(device: torch.device) -> Any:
         return PrototypeInt4WeightOnlyConfig(group_size=TORCHAO_GROUP_SIZE)
     except ImportError as exc:
         raise QuantizationError(
-            f'quantization "torchao-int4" needs torchao, which failed to import ({exc}); '
-            '`pip install --no-deps torchao` (it uses the int4 kernels of torch itself; never '
-            'let pip replace torch), or use a bitsandbytes format or "none"') from exc
+            f'quantization "torchao-int4" needs torchao {TORCHAO_VERSION} with its int4 '
+            f'weight-only configs ({exc}); '
+            f'`pip install --no-deps torchao=={TORCHAO_VERSION}`') from exc
 
 
 def quantization_config(quantization: str, compute_dtype: torch.dtype,
