@@ -63,6 +63,20 @@ def write_checkpoint(out: Path, layer: int, shard_bytes: int = 2 << 30) -> None:
             shard, size, count = {}, 0, count + 1
     if shard:
         save_file(shard, out / f'model-{count:05d}.safetensors', metadata={'format': 'pt'})
+    write_index(out)
+
+
+def write_index(out: Path) -> None:
+    """Write model.safetensors.index.json (how transformers finds sharded weights)."""
+    weight_map, total = {}, 0
+    for path in sorted(out.glob('*.safetensors')):
+        header, _ = checkpoint.safetensors_header(path)
+        for key, info in header.items():
+            if key != '__metadata__':
+                weight_map[key] = path.name
+                total += info['data_offsets'][1] - info['data_offsets'][0]
+    (out / 'model.safetensors.index.json').write_text(json.dumps(
+        {'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=1))
 
 
 def matching_profile(template: Path, folder: Path, layer: int, quantization: str,
@@ -91,6 +105,8 @@ def main() -> None:
         start = time.perf_counter()
         write_checkpoint(folder, args.layer)
         print(json.dumps({'wrote_checkpoint_s': round(time.perf_counter() - start, 1)}))
+    if not (folder / 'model.safetensors.index.json').is_file():
+        write_index(folder)
     weights = sum(p.stat().st_size for p in folder.glob('*.safetensors'))
     cache = Path(tempfile.mkdtemp(prefix='superneuron-configure-'))
     os.environ['SUPERNEURON_CACHE'] = str(cache)
@@ -111,14 +127,13 @@ def main() -> None:
             hashed.append(time.perf_counter() - begin)
             return digest
 
-        checkpoint.weights_hash = timed_hash
         from superneuron_ros.vlm import hashcache
         hashcache.weights_hash = timed_hash
         start = time.perf_counter()
         runtime = Runtime.load(config, [profile])
         total = time.perf_counter() - start
         runtime.close()
-        checkpoint.weights_hash = hashcache.weights_hash = real
+        hashcache.weights_hash = real
         print(json.dumps({'configure': run, 'seconds': round(total, 1),
                           'hash_seconds': round(sum(hashed), 1), 'hashed': bool(hashed),
                           'checkpoint_gib': round(weights / 2**30, 2),

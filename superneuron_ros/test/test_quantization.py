@@ -14,6 +14,8 @@
 
 """Quantization backends, the quantized-modules setting and the quantization-mismatch override."""
 
+import logging
+
 from calibrated_fixture import build_calibrated
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ from superneuron_ros.runtime.facade import Runtime
 from superneuron_ros.vlm.config import LoadConfig
 from superneuron_ros.vlm.fingerprint import ModelFingerprint
 from superneuron_ros.vlm.loading import load_model
-from superneuron_ros.vlm.quantization import is_quantized
+from superneuron_ros.vlm.quantization import is_quantized, quiet_backend_notices
 import torch
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -105,3 +107,18 @@ def test_old_fingerprints_load_as_everything_quantized():
     unquantized = ModelFingerprint.from_dict({**data, 'quantization': 'none'})
     assert unquantized.quantized_modules == 'none'
     assert ModelFingerprint.from_dict(unquantized.to_dict()) == unquantized
+
+
+def test_backend_notices_become_one_info_line(caplog):
+    """The bitsandbytes 'kernels-community' warning (issue 13) is replaced by one INFO line."""
+    quiet_backend_notices()
+    notice = logging.getLogger('bitsandbytes.backends.cpu.ops')
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            notice.warning('Failed to load CPU gemm_4bit_forward from kernels-community: %s.',
+                           "No module named 'kernels'")
+        notice.warning('another bitsandbytes warning')
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ['another bitsandbytes warning']
+    infos = [r for r in caplog.records if r.name == 'superneuron_ros.vlm.quantization']
+    assert len(infos) <= 1  # once per process: an earlier load may have said it already

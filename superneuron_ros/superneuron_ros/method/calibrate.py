@@ -96,6 +96,7 @@ class CalibrationOptions:
     quantization: str = 'nf4'
     device: str = 'auto'
     dtype: str = 'auto'
+    quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
     seed: int = 0
     batch_size: int = 8
     baseline: bool = True  # also score the full model's own (restricted) answer: loads it all
@@ -154,7 +155,8 @@ class CalibrationOptions:
     def load_config(self, model_path: str | Path, exit_layer: int | None) -> LoadConfig:
         """Return the LoadConfig of the model, truncated at `exit_layer` (None: full)."""
         return LoadConfig(str(model_path), quantization=self.quantization, device=self.device,
-                          dtype=self.dtype, exit_layer=exit_layer)
+                          dtype=self.dtype, exit_layer=exit_layer,
+                          quantize_modules=self.quantize_modules)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as JSON data."""
@@ -448,7 +450,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         except DataError as exc:  # labels the first token cannot tell apart
             LOG.warning('baseline skipped: %s', exc)
             skipped = str(exc)
-    fingerprint = model_fingerprint(folder, config, options.quantization, search.exit_layer)
+    fingerprint = model_fingerprint(folder, config, options.quantization, search.exit_layer,
+                                    options.load_config(folder, None).quantized_modules)
     y_probe, y_held = labels[probe], labels[heldout]
     chosen_info = {
         'mode': 'auto' if fixed is None else 'fixed', 'exit_layer': search.exit_layer,

@@ -96,11 +96,12 @@ def _write_entries(path: Path, folder: Path, entries: list[dict]) -> None:
 
 
 def cached_weights_hash(folder: Path, exit_layer: int, cache: Path | None = None,
-                        compute: Callable[[Path, int], str] = weights_hash) -> str:
+                        compute: Callable[[Path, int], str] | None = None) -> str:
     """
     Return the weights hash of `folder` at `exit_layer`, from the cache if the files are unchanged.
 
-    `cache` is the cache folder (default :func:`cache_folder`); `compute` the hash function.
+    `cache` is the cache folder (default :func:`cache_folder`); `compute` the hash function
+    (default :func:`~superneuron_ros.vlm.checkpoint.weights_hash`).
     """
     folder = Path(folder)
     cache = cache_folder() if cache is None else Path(cache)
@@ -115,7 +116,7 @@ def cached_weights_hash(folder: Path, exit_layer: int, cache: Path | None = None
                          exit_layer, path)
                 return digest
     start = time.perf_counter()
-    digest = compute(folder, exit_layer)
+    digest = (compute or weights_hash)(folder, exit_layer)
     LOG.info('hashed the weights of %s (layers 0..%d) in %.1f s; cached in %s', folder,
              exit_layer, time.perf_counter() - start, path)
     # Keep entries of other exit layers that still describe these files; drop stale ones.

@@ -33,6 +33,7 @@ from superneuron_ros.errors import DeviceError, LayerRangeError, ModelLoadError
 from superneuron_ros.vlm.config import DTYPE_NAMES, LoadConfig, TORCHAO
 from superneuron_ros.vlm.families import Family, family_for
 from superneuron_ros.vlm.quantization import compute_dtype_for, quantization_config
+from superneuron_ros.vlm.quantization import quiet_backend_notices
 import torch
 from torch import nn
 
@@ -255,6 +256,7 @@ def load_processor(folder: Path, model_type: str | None = None) -> Any:
 
 def load_model(load_config: LoadConfig) -> LoadedModel:
     """Load a model (full, or truncated at `load_config.exit_layer`) and its processor."""
+    quiet_backend_notices()
     from transformers import AutoModel, AutoModelForImageTextToText
     folder = check_model_folder(load_config.model_path)
     config = read_config(folder)

@@ -82,16 +82,28 @@ _BNB_NOTICE = _Notice(
     'is not installed; bitsandbytes uses its built-in CPU kernel. Nothing to do.')
 _TORCHAO_NOTICE = _Notice(
     ('Failed to load', 'Skipping import of cpp extensions', 'Detected no triton',
-     "<enum 'KernelPreference'>"),
+     'is an Enum subclass and is now natively supported'),
     'torchao: some optional extensions (C++/CUDA libraries, triton) did not load for this torch '
     'build; int4 weight-only uses the int4 kernels of torch itself and does not need them. '
     'Nothing to do.')
 _TORCHAO_LOGGERS = ('torchao', 'torchao.kernel.intmm', 'torch.utils._pytree')
 
 
+def quiet_backend_notices() -> None:
+    """
+    Replace the import-time warnings of bitsandbytes and torchao that need no action by INFO.
+
+    transformers imports torchao whenever it is installed, so this runs before any model load,
+    whatever the quantization (idempotent: a filter is added once).
+    """
+    logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_BNB_NOTICE)
+    for name in _TORCHAO_LOGGERS:  # a logger's filters do not see its children's records
+        logging.getLogger(name).addFilter(_TORCHAO_NOTICE)
+
+
 def import_bitsandbytes() -> Any:
     """Import bitsandbytes, or raise QuantizationError saying how to install it."""
-    logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_BNB_NOTICE)
+    quiet_backend_notices()
     try:
         import bitsandbytes
     except ImportError as exc:
@@ -104,8 +116,7 @@ def import_bitsandbytes() -> Any:
 
 def import_torchao() -> Any:
     """Import torchao (its import-time notices replaced), or raise QuantizationError."""
-    for name in _TORCHAO_LOGGERS:  # a logger's filters do not see its children's records
-        logging.getLogger(name).addFilter(_TORCHAO_NOTICE)
+    quiet_backend_notices()
     try:
         import torchao
     except ImportError as exc:

@@ -26,7 +26,7 @@ from typing import Any
 from superneuron_ros.vlm.config import DEFAULT_QUANTIZE_MODULES
 from superneuron_ros.vlm.families import family_for
 from superneuron_ros.vlm.loading import truncate_config
-from superneuron_ros.vlm.quantization import VISION_MODULES
+from superneuron_ros.vlm.quantization import quiet_backend_notices, VISION_MODULES
 import torch
 
 # Bytes per parameter of a weight stored in each format (4-bit: two per byte, plus one fp32 absmax
@@ -74,6 +74,7 @@ def _count(model: torch.nn.Module,
 
 def model_sizes(config: Any, exit_layer: int) -> tuple[ModelSize, ModelSize]:
     """Return (full model with LM head, model truncated at `exit_layer` without LM head)."""
+    quiet_backend_notices()  # transformers imports torchao when it is installed
     from transformers import AutoModel, AutoModelForImageTextToText
     family = family_for(config.model_type)
     depth = family.text_config(config).num_hidden_layers
