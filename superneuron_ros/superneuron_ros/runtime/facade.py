@@ -35,7 +35,8 @@ from superneuron_ros.method.profiles import find_profiles, Profile
 from superneuron_ros.vlm.capture import Site
 from superneuron_ros.vlm.engine import Engine, StageTimes
 from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
-from superneuron_ros.vlm.loading import load_model, LoadConfig, LoadedModel, with_exit_layer
+from superneuron_ros.vlm.loading import device_scope, load_model, LoadConfig, LoadedModel
+from superneuron_ros.vlm.loading import release_memory, with_exit_layer
 from superneuron_ros.vlm.selftest import run_selftest, SelfTestResult
 import torch
 
@@ -190,7 +191,8 @@ class Runtime:
                 f'unknown task(s) {unknown}; loaded tasks: {sorted(self.profiles)}'
                 if unknown else 'no task asked; loaded tasks: ' + ', '.join(sorted(self.profiles)))
         prompts = [self.profiles[name].prompt for name in task_names]
-        values, times = self.engine.capture_shared(image, prompts, self.device_sites)
+        with device_scope(self.loaded.device):  # the calling thread may not be the loader's
+            values, times = self.engine.capture_shared(image, prompts, self.device_sites)
         start = time.perf_counter()
         predictions = []
         for row, name in enumerate(task_names):
@@ -206,6 +208,5 @@ class Runtime:
         device = self.loaded.device
         self.engine = None
         self.loaded = None
-        gc.collect()
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
+        self.device_sites = {}
+        release_memory(device)

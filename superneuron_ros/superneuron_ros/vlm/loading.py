@@ -21,6 +21,7 @@ of the head are never read (safetensors files are memory-mapped; only matched te
 materialised).
 """
 
+import contextlib
 from dataclasses import dataclass, field, replace
 import gc
 import logging
@@ -324,6 +325,18 @@ class _quiet_transformers:
         hf_logging.set_verbosity(self._level)
         if self._bars:
             hf_logging.enable_progress_bar()
+
+
+def device_scope(device: torch.device) -> contextlib.AbstractContextManager:
+    """
+    Make `device` the current CUDA device of the calling thread inside the block.
+
+    The current CUDA device is per thread: a model loaded on ``cuda:1`` in one thread and used
+    from another would otherwise run that thread's kernels and allocations against ``cuda:0``.
+    """
+    if device.type == 'cuda':
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
 def release_memory(device: torch.device) -> None:
