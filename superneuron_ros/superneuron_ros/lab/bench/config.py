@@ -55,6 +55,7 @@ class BenchConfig:
     cache_dir: str | None = None
     exit_layer: int = 1
     quantization: str = AUTO  # auto: nf4 on CUDA, none elsewhere
+    quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
     device: str = AUTO
     dtype: str = AUTO
     image_size: tuple[int, int] | None = None  # (height, width); None: vision_side or nominal

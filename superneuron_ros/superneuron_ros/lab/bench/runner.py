@@ -238,7 +238,8 @@ class _Run:
     def load_config(self) -> LoadConfig:
         """Return how every model of this run is loaded (exit layer aside)."""
         return LoadConfig(self.folder, quantization=self.quantization,
-                          device=self.config.device, dtype=self.config.dtype)
+                          device=self.config.device, dtype=self.config.dtype,
+                          quantize_modules=self.config.quantize_modules)
 
     def bound(self, loaded: Any) -> Any:
         """Apply the run's vision side to a loaded model's processor and return the model."""
