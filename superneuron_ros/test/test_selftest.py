@@ -80,3 +80,16 @@ def test_a_failed_selftest_fails_the_load_unless_accepted(monkeypatch, calibrate
         assert any('allow_quantization_mismatch' in warning for warning in runtime.warnings)
     finally:
         runtime.close()
+
+
+def test_an_override_in_force_warns_in_diagnostics():
+    """The node's model status WARNs with the override for as long as the runtime serves."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from superneuron_ros.node.diagnostics import model_statuses, ModelReport
+    report = ModelReport(phase='ready', lifecycle_state='active', selftest_ok=False,
+                         selftest_message='FAILED: nf4 matmul',
+                         overrides=('serving although the quantization self-test failed',))
+    statuses = {status.name: status for status in model_statuses('sn', report)}
+    assert statuses['sn: model'].level == DiagnosticStatus.WARN
+    assert 'self-test failed' in statuses['sn: model'].message
+    assert statuses['sn: quantization self-test'].level == DiagnosticStatus.ERROR

@@ -29,7 +29,8 @@ import time
 from typing import Sequence
 
 import numpy as np
-from superneuron_ros.errors import ProfileError, QuantizationError, UnknownTaskError
+from superneuron_ros.errors import ProfileError, ProfileMismatchError, QuantizationError
+from superneuron_ros.errors import UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
 from superneuron_ros.vlm.capture import Site
@@ -79,9 +80,21 @@ def _check_profile(profile: Profile, fingerprint: ModelFingerprint,
     ``load_config.allow_quantization_mismatch``; any other difference is always refused.
     """
     differences = profile.fingerprint.quantization_differences(fingerprint)
-    if not differences or not load_config.allow_quantization_mismatch:
+    if not differences:
         profile.check_compatible(fingerprint)
         return []
+    if not load_config.allow_quantization_mismatch:
+        try:
+            profile.check_compatible(fingerprint)
+        except ProfileMismatchError as exc:
+            if len(differences) == len(profile.fingerprint.differences(fingerprint)):
+                raise ProfileMismatchError(
+                    f'{exc}. Only the quantization differs: load with quantization '
+                    f'{profile.fingerprint.quantization!r} and quantize_modules '
+                    f'{profile.fingerprint.quantized_modules!r}, or set '
+                    'allow_quantization_mismatch to run it anyway (measure the difference '
+                    'with `superneuron eval --quantization ...` first)') from None
+            raise
     profile.check_compatible(fingerprint.with_quantization_of(profile.fingerprint))
     return [f'profile {profile.name!r} was calibrated under another quantization '
             f'({"; ".join(differences)}; calibrated vs loaded) and runs because '
