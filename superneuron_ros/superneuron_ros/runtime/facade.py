@@ -22,7 +22,6 @@ tasks about one image with a single shared vision pass.
 """
 
 from dataclasses import dataclass
-import gc
 import logging
 from pathlib import Path
 import time
@@ -183,7 +182,7 @@ class Runtime:
                                 f'(accept_failed_selftest): {selftest.message}')
         except Exception:
             loaded.model = None  # drop the weights now; the caller only gets the error
-            gc.collect()
+            release_memory(loaded.device)
             raise
         for warning in warnings:
             LOG.warning('%s', warning)
