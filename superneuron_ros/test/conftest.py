@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 import random
 import sys
+import tempfile
 
 import pytest
 
@@ -42,6 +43,8 @@ os.environ['TRANSFORMERS_OFFLINE'] = '1'
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 # ament_index_python finds this package's and superneuron_interfaces's share folders in the venv.
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+# Weights hashes of the tests' throw-away models are cached per run, not in ~/.cache.
+os.environ.setdefault('SUPERNEURON_CACHE', tempfile.mkdtemp(prefix='superneuron-test-cache-'))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import shlex
 import sys
 
 from superneuron_ros.cli.arguments import image_size, positive_int
+from superneuron_ros.vlm.config import QUANTIZATIONS
 
 PRESET_NAMES = ('llava-1.5-7b', 'qwen2-vl-2b', 'smolvlm-256m', 'demo')  # core.zoo.PRESETS
 
@@ -75,8 +76,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='where presets are built (default: ~/.cache/superneuron_ros/presets)')
     parser.add_argument('--exit-layer', type=int, default=1, metavar='L',
                         help='exit layer of the super-neuron path (default: 1)')
-    parser.add_argument('--quantization', choices=('auto', 'nf4', 'fp4', 'int8', 'none'),
+    parser.add_argument('--quantization', choices=('auto',) + QUANTIZATIONS,
                         default='auto', help='weights (default auto: nf4 on CUDA, none on CPU)')
+    parser.add_argument('--quantize-modules', choices=('language', 'all'), default='language',
+                        help='quantize the decoder layers only, or the vision tower and '
+                             'projector too (default: language)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--dtype', default='auto',
                         choices=('auto', 'float32', 'float16', 'bfloat16'),
@@ -145,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         config = BenchConfig(
             model_path=args.model, preset=args.preset, cache_dir=args.cache_dir,
             exit_layer=args.exit_layer, quantization=args.quantization, device=args.device,
+            quantize_modules=args.quantize_modules,
             dtype=args.dtype, image_size=args.image_size, vision_side=args.vision_side,
             tasks=args.tasks,
             repeats=args.repeats, warmup=args.warmup, max_new_tokens=args.max_new_tokens,

@@ -55,9 +55,17 @@ def exit_layer(text: str) -> int | str:
 def add_model_arguments(parser: argparse.ArgumentParser, quantization_default: str | None) -> None:
     """Add --quantization, --device and --dtype (shared with `superneuron eval`)."""
     from superneuron_ros.vlm.config import DEVICES, DTYPE_NAMES, QUANTIZATIONS
+    from superneuron_ros.vlm.config import QUANTIZED_MODULES
     default = quantization_default or "the profile's"
     parser.add_argument('--quantization', choices=QUANTIZATIONS, default=quantization_default,
-                        help=f'bitsandbytes weight format, or none (default: {default})')
+                        help='bitsandbytes nf4/fp4/int8, torchao-int4 (where bitsandbytes '
+                             f'fails), or none (default: {default})')
+    parser.add_argument('--quantize-modules', choices=QUANTIZED_MODULES,
+                        default=None if quantization_default is None else 'language',
+                        help='quantize the decoder layers only (language) or the vision tower '
+                             'and projector too (all) (default: ' + (
+                                 "the profile's" if quantization_default is None
+                                 else 'language') + ')')
     parser.add_argument('--device', default='auto', metavar='|'.join(DEVICES + ('cuda:N',)),
                         help='where the model runs (default: auto: CUDA when available)')
     parser.add_argument('--dtype', choices=DTYPE_NAMES, default='auto',
@@ -144,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         ceiling=not args.no_ceiling, exit_layer=args.exit_layer,
         tolerance=args.tolerance, metric=args.metric, prompt_template=args.prompt_template,
         quantization=args.quantization, device=args.device, dtype=args.dtype, seed=args.seed,
+        quantize_modules=args.quantize_modules,
         batch_size=args.batch_size, baseline=not args.no_baseline,
         progress=not args.no_progress)
     task = TaskSpec.from_yaml(args.task)

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     options = EvaluationOptions(
         quantization=args.quantization or profile.fingerprint.quantization, device=args.device,
+        quantize_modules=args.quantize_modules or (
+            profile.fingerprint.quantized_modules
+            if profile.fingerprint.quantized_modules != 'none' else 'language'),
         dtype=args.dtype, methods=args.methods, max_new_tokens=args.max_new_tokens,
         warmup=args.warmup, progress=not args.no_progress)
     examples = load_labelled_set(args.data, profile.task)

@@ -76,9 +76,10 @@ class EvaluationError(SuperneuronError, ValueError):
 class EvaluationOptions:
     """Settings of one evaluation; validated on construction."""
 
-    quantization: str = 'nf4'  # must match the profile's
+    quantization: str = 'nf4'  # another than the profile's measures the difference (warned)
     device: str = 'auto'
     dtype: str = 'auto'
+    quantize_modules: str = 'language'
     methods: tuple[str, ...] = METHODS
     max_new_tokens: int = 8  # generation budget of the 'generate' method
     warmup: int = 1  # untimed calls per method before timing
@@ -106,7 +107,8 @@ class EvaluationOptions:
     def load_config(self, model_path: str | Path) -> LoadConfig:
         """Return the LoadConfig of the full model."""
         return LoadConfig(str(model_path), quantization=self.quantization, device=self.device,
-                          dtype=self.dtype)
+                          dtype=self.dtype, quantize_modules=self.quantize_modules,
+                          allow_quantization_mismatch=True)  # a measurement, recorded below
 
 
 def _timed(examples: Sequence[Example], answer: Callable[[np.ndarray], int], warmup: int,
@@ -273,6 +275,9 @@ def evaluate(model_path: str | Path, profile_path: str | Path, examples: Sequenc
     return {'format': 'superneuron_ros.evaluation', 'format_version': 2,
             'task': task.to_dict(), 'model': str(model_path), 'profile': str(profile_path),
             'exit_layer': profile.exit_layer, 'quantization': options.quantization,
+            'quantized_modules': options.load_config(model_path).quantized_modules,
+            'profile_quantization': [profile.fingerprint.quantization,
+                                     profile.fingerprint.quantized_modules],
             'num_examples': len(examples), 'label_counts': counts.tolist(),
             'chance': float(counts.max() / counts.sum()),
             'speedup_reference': reference['method'], 'methods': methods, 'skipped': skipped,

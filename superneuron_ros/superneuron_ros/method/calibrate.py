@@ -96,6 +96,7 @@ class CalibrationOptions:
     quantization: str = 'nf4'
     device: str = 'auto'
     dtype: str = 'auto'
+    quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
     seed: int = 0
     batch_size: int = 8
     baseline: bool = True  # also score the full model's own (restricted) answer: loads it all
@@ -143,7 +144,8 @@ class CalibrationOptions:
         _int_field('seed', self.seed, 0)
         _int_field('batch_size', self.batch_size, 1)
         try:
-            LoadConfig('.', quantization=self.quantization, device=self.device, dtype=self.dtype)
+            LoadConfig('.', quantization=self.quantization, device=self.device, dtype=self.dtype,
+                       quantize_modules=self.quantize_modules)
         except ValueError as exc:
             raise CalibrationError(str(exc)) from None
 
@@ -155,7 +157,8 @@ class CalibrationOptions:
     def load_config(self, model_path: str | Path, exit_layer: int | None) -> LoadConfig:
         """Return the LoadConfig of the model, truncated at `exit_layer` (None: full)."""
         return LoadConfig(str(model_path), quantization=self.quantization, device=self.device,
-                          dtype=self.dtype, exit_layer=exit_layer)
+                          dtype=self.dtype, exit_layer=exit_layer,
+                          quantize_modules=self.quantize_modules)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as JSON data."""
@@ -332,7 +335,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
     search = search_neurons({key: value[:n] for key, value in store.items()}, labels, task,
                             options)
     fitted = time.perf_counter()
-    fingerprint = model_fingerprint(folder, config, options.quantization, search.exit_layer)
+    fingerprint = model_fingerprint(folder, config, options.quantization, search.exit_layer,
+                                    options.load_config(folder, None).quantized_modules)
     sel = search.selection
     exit_entry = sel.per_layer[search.exit_layer]
     metrics = {

@@ -49,6 +49,7 @@ class ModelReport:
     selftest_ok: bool | None = None
     selftest_message: str = ''
     problems: list[str] = field(default_factory=list)  # configuration warnings
+    overrides: tuple[str, ...] = ()  # start-up checks the user overrode (runtime warnings)
 
 
 def _status(name: str, level: bytes, message: str, hardware_id: str,
@@ -71,8 +72,8 @@ def model_statuses(node: str, model: ModelReport) -> list[DiagnosticStatus]:
     if model.phase == 'failed':
         level, message = ERROR, f'model failed to load: {model.error}'
         values['error'] = model.error
-    elif model.problems:
-        level, message = WARN, '; '.join(model.problems)
+    elif model.problems or model.overrides:
+        level, message = WARN, '; '.join(list(model.overrides) + list(model.problems))
     elif model.phase == 'ready':
         level, message = OK, (f'{model.lifecycle_state}: {len(model.tasks)} task(s), exit '
                               f'layer {model.exit_layer}')

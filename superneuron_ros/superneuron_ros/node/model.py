@@ -83,6 +83,7 @@ class ModelSlot:
         self.report.tasks = tuple(runtime.tasks)
         self.report.selftest_ok = bool(selftest.ok)
         self.report.selftest_message = str(selftest.message)
+        self.report.overrides = tuple(getattr(runtime, 'warnings', ()))
         with self.lock:
             self._runtime = runtime
 

@@ -75,6 +75,9 @@ class NodeSettings:
     quantization: str = 'nf4'
     device: str = 'auto'
     dtype: str = 'auto'
+    quantize_modules: str = 'language'
+    accept_failed_selftest: bool = False
+    allow_quantization_mismatch: bool = False
     profiles: tuple[str, ...] = ()
     cameras: tuple[CameraSpec, ...] = ()
     default_camera: str = ''
@@ -102,7 +105,10 @@ class NodeSettings:
             raise ParameterError('model_path is empty; set it to the folder of a local '
                                  'Hugging Face vision-language model')
         try:
-            return LoadConfig(self.model_path, self.quantization, self.device, self.dtype)
+            return LoadConfig(self.model_path, self.quantization, self.device, self.dtype,
+                              quantize_modules=self.quantize_modules,
+                              accept_failed_selftest=self.accept_failed_selftest,
+                              allow_quantization_mismatch=self.allow_quantization_mismatch)
         except ValueError as exc:
             raise ParameterError(f'{exc}; fix the parameter in the params file') from exc
 
@@ -167,7 +173,20 @@ def declare_node_parameters(node: Node) -> None:
     node.declare_parameter('model_path', d.model_path, _descriptor(
         'Folder of the local Hugging Face vision-language model (never downloaded).', True))
     node.declare_parameter('quantization', d.quantization, _descriptor(
-        'Weight quantization.', True, constraints='one of nf4, fp4, int8, none'))
+        'Weight quantization: bitsandbytes nf4/fp4/int8, torchao int4 weight-only (where '
+        'bitsandbytes fails, e.g. JetPack 6), or none.', True,
+        constraints='one of nf4, fp4, int8, torchao-int4, none'))
+    node.declare_parameter('quantize_modules', d.quantize_modules, _descriptor(
+        'Which linear layers are quantized: language (decoder layers only; vision tower and '
+        'projector in the compute dtype) or all. Must match the profiles.', True,
+        constraints='language or all'))
+    node.declare_parameter('accept_failed_selftest', d.accept_failed_selftest, _descriptor(
+        'Serve although the quantization self-test failed (answers may be wrong; reported in '
+        '/diagnostics).', True))
+    node.declare_parameter('allow_quantization_mismatch', d.allow_quantization_mismatch,
+                           _descriptor('Run profiles calibrated under another quantization '
+                                       '(accuracy not the calibrated one; reported in '
+                                       '/diagnostics).', True))
     node.declare_parameter('device', d.device, _descriptor(
         'Device for the model.', True, constraints='auto, cpu, cuda or cuda:N'))
     node.declare_parameter('dtype', d.dtype, _descriptor(
@@ -228,7 +247,10 @@ def read_settings(node: Node) -> NodeSettings:
     settings = NodeSettings(
         autostart=value('autostart').value, model_path=value('model_path').value,
         quantization=value('quantization').value, device=value('device').value,
-        dtype=value('dtype').value, profiles=tuple(_string_list(node, 'profiles')),
+        dtype=value('dtype').value, quantize_modules=value('quantize_modules').value,
+        accept_failed_selftest=value('accept_failed_selftest').value,
+        allow_quantization_mismatch=value('allow_quantization_mismatch').value,
+        profiles=tuple(_string_list(node, 'profiles')),
         cameras=tuple(cameras), default_camera=value('default_camera').value,
         max_image_age=value('max_image_age').value,
         max_image_pixels=value('max_image_pixels').value,

@@ -16,28 +16,28 @@
 The runtime: the facade the ROS node calls. Profiles plus one truncated model give answers.
 
 A :class:`Runtime` loads every profile, loads the model once, truncated at the deepest exit layer
-among them, checks each profile against the model's fingerprint, runs the bitsandbytes self-test,
-and answers any set of loaded tasks about one image in one pass: the processor and the vision
-tower run once, the prompts' shared prefix is computed once, and the decoder runs only as deep as
-the tasks asked in that call need, each task answering at its first confident readout
-(:mod:`superneuron_ros.runtime.plan`).
+among them, checks each profile against the model's fingerprint, runs the quantization self-test
+(a failure fails the load unless the load config accepts it), and answers any set of loaded
+tasks about one image in one pass: the processor and the vision tower run once, the prompts'
+shared prefix is computed once, and the decoder runs only as deep as the tasks asked in that call
+need, each task answering at its first confident readout (:mod:`superneuron_ros.runtime.plan`).
 """
 
 from dataclasses import dataclass
-import gc
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from superneuron_ros.errors import ProfileError, UnknownTaskError
+from superneuron_ros.errors import ProfileError, ProfileMismatchError, QuantizationError
+from superneuron_ros.errors import UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
 from superneuron_ros.runtime.plan import AnytimeExit, CallPlan
 from superneuron_ros.vlm.engine import Engine, StageTimes
-from superneuron_ros.vlm.fingerprint import model_fingerprint
-from superneuron_ros.vlm.loading import (load_model, LoadConfig, LoadedModel, release_memory,
-                                         with_exit_layer)
+from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
+from superneuron_ros.vlm.loading import device_scope, load_model, LoadConfig, LoadedModel
+from superneuron_ros.vlm.loading import release_memory, with_exit_layer
 from superneuron_ros.vlm.selftest import run_selftest, SelfTestResult
 
 LOG = logging.getLogger(__name__)
@@ -69,15 +69,50 @@ class RuntimeResult:
 PLAN_CACHE_SIZE = 64  # task lists whose read plans are kept
 
 
+def _check_profile(profile: Profile, fingerprint: ModelFingerprint,
+                   load_config: LoadConfig) -> list[str]:
+    """
+    Check a profile against the loaded model's fingerprint; return the overrides in force.
+
+    A profile calibrated under another quantization is refused (ProfileMismatchError) unless
+    ``load_config.allow_quantization_mismatch``; any other difference is always refused.
+    """
+    differences = profile.fingerprint.quantization_differences(fingerprint)
+    if not differences:
+        profile.check_compatible(fingerprint)
+        return []
+    if not load_config.allow_quantization_mismatch:
+        try:
+            profile.check_compatible(fingerprint)
+        except ProfileMismatchError as exc:
+            if len(differences) == len(profile.fingerprint.differences(fingerprint)):
+                raise ProfileMismatchError(
+                    f'{exc}. Only the quantization differs: load with quantization '
+                    f'{profile.fingerprint.quantization!r} and quantize_modules '
+                    f'{profile.fingerprint.quantized_modules!r}, or set '
+                    'allow_quantization_mismatch to run it anyway (measure the difference '
+                    'with `superneuron eval --quantization ...` first)') from None
+            raise
+    profile.check_compatible(fingerprint.with_quantization_of(profile.fingerprint))
+    return [f'profile {profile.name!r} was calibrated under another quantization '
+            f'({"; ".join(differences)}; calibrated vs loaded) and runs because '
+            'allow_quantization_mismatch is set: its accuracy is not the calibrated one; '
+            'measure it with `superneuron eval --quantization ...` or recalibrate']
+
+
 class Runtime:
     """Loaded profiles and the truncated model they need; thread-compatible, not thread-safe."""
 
     def __init__(self, loaded: LoadedModel, profiles: Sequence[Profile],
-                 paths: Sequence[Path], selftest: SelfTestResult) -> None:
+                 paths: Sequence[Path], selftest: SelfTestResult,
+                 warnings: Sequence[str] = ()) -> None:
         """Wrap an already loaded model and checked profiles (use :meth:`load`)."""
         self.loaded = loaded
         self.engine = Engine(loaded)
         self.selftest = selftest
+        # Start-up checks the user overrode (failed self-test, quantization mismatch): reported
+        # in the node's diagnostics for as long as this runtime answers.
+        self.warnings = tuple(warnings)
         self.profiles = {profile.task.name: profile for profile in profiles}
         self.classifiers = {name: SuperNeuronClassifier(p) for name, p in self.profiles.items()}
         self.tasks = {
@@ -109,6 +144,7 @@ class Runtime:
             raise ProfileError(f'several profiles define task(s) {duplicates}; keep one each')
         deepest = max(p.exit_layer for p in profiles)
         loaded = load_model(with_exit_layer(load_config, deepest))
+        warnings: list[str] = []
         try:
             folder = Path(load_config.model_path).expanduser()
             by_layer = {}
@@ -116,16 +152,28 @@ class Runtime:
                 layer = profile.fingerprint.hash_layer
                 if layer not in by_layer:
                     by_layer[layer] = model_fingerprint(folder, loaded.config,
-                                                        load_config.quantization, layer)
-                profile.check_compatible(by_layer[layer])
+                                                        load_config.quantization, layer,
+                                                        load_config.quantized_modules)
+                warnings += _check_profile(profile, by_layer[layer], load_config)
             selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
+            if not selftest.ok:
+                if not load_config.accept_failed_selftest:
+                    raise QuantizationError(
+                        f'the {load_config.quantization} self-test failed, so answers would be '
+                        f'computed with a broken kernel: {selftest.message}. Use another '
+                        'quantization (e.g. "torchao-int4" where bitsandbytes fails, or "none"), '
+                        'or set accept_failed_selftest to serve anyway')
+                warnings.append(f'serving although the quantization self-test failed '
+                                f'(accept_failed_selftest): {selftest.message}')
         except Exception:
             loaded.model = None  # drop the weights now; the caller only gets the error
-            gc.collect()
+            release_memory(loaded.device)
             raise
+        for warning in warnings:
+            LOG.warning('%s', warning)
         LOG.info('runtime ready: %d task(s) %s, exit layer %d, %s; %s', len(profiles), names,
                  deepest, load_config.quantization, selftest.message)
-        return cls(loaded, profiles, paths, selftest)
+        return cls(loaded, profiles, paths, selftest, warnings)
 
     @property
     def exit_layer(self) -> int:
@@ -157,8 +205,9 @@ class Runtime:
         plan = self.plan(task_names)
         anytime = AnytimeExit(plan, self.classifiers)
         prompts = [self.profiles[name].prompt for name in plan.names]
-        shared = self.engine.capture_shared(image, prompts, plan.sites, depth=plan.depth,
-                                            watch={layer: anytime for layer in plan.readouts})
+        with device_scope(self.loaded.device):  # the calling thread may not be the loader's
+            shared = self.engine.capture_shared(image, prompts, plan.sites, depth=plan.depth,
+                                                watch={layer: anytime for layer in plan.readouts})
         classify_ms = 1e3 * anytime.seconds
         times = shared.times
         return RuntimeResult(anytime.predictions(), StageTimes(

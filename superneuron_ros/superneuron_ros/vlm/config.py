@@ -23,7 +23,17 @@ from dataclasses import dataclass
 
 from superneuron_ros.errors import LayerRangeError
 
-QUANTIZATIONS = ('nf4', 'fp4', 'int8', 'none')
+# bitsandbytes formats, then torchao int4 weight-only (the backend for machines where bitsandbytes
+# fails, e.g. the aarch64 wheel on JetPack 6), then unquantized.
+BITSANDBYTES = ('nf4', 'fp4', 'int8')
+TORCHAO = ('torchao-int4',)
+QUANTIZATIONS = BITSANDBYTES + TORCHAO + ('none',)
+# Which linear layers are quantized: 'language' the decoder layers only (vision tower and projector
+# stay in the compute dtype: after an early exit they are most of an answer's cost, and 4-bit
+# matmuls are slower than the compute dtype), 'all' the vision tower and projector too. The LM head
+# is never quantized. 'none' is what a fingerprint records for an unquantized model.
+QUANTIZED_MODULES = ('language', 'all')
+DEFAULT_QUANTIZE_MODULES = 'language'
 DEVICES = ('auto', 'cuda', 'cpu')
 DTYPE_NAMES = ('auto', 'float32', 'float16', 'bfloat16')
 
@@ -37,6 +47,15 @@ class LoadConfig:
     device: str = 'auto'
     dtype: str = 'auto'
     exit_layer: int | None = None  # None: the full model with its LM head
+    quantize_modules: str = DEFAULT_QUANTIZE_MODULES
+    # Start-up checks a user may override, each then reported in the diagnostics of every answer.
+    accept_failed_selftest: bool = False  # serve although the quantized-matmul self-test failed
+    allow_quantization_mismatch: bool = False  # profiles calibrated under another quantization
+
+    @property
+    def quantized_modules(self) -> str:
+        """Return what is quantized as a fingerprint records it ('none' when unquantized)."""
+        return 'none' if self.quantization == 'none' else self.quantize_modules
 
     def __post_init__(self) -> None:
         """Check every field against its allowed values."""
@@ -47,5 +66,8 @@ class LoadConfig:
             raise ValueError(f'device must be one of {DEVICES} or cuda:N, got {self.device!r}')
         if self.dtype not in DTYPE_NAMES:
             raise ValueError(f'dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}')
+        if self.quantize_modules not in QUANTIZED_MODULES:
+            raise ValueError(f'quantize_modules must be one of {QUANTIZED_MODULES}, got '
+                             f'{self.quantize_modules!r}')
         if self.exit_layer is not None and self.exit_layer < 0:
             raise LayerRangeError(f'exit_layer must be >= 0, got {self.exit_layer}')

@@ -21,6 +21,7 @@ of the head are never read (safetensors files are memory-mapped; only matched te
 materialised).
 """
 
+import contextlib
 from dataclasses import dataclass, field, replace
 import gc
 import logging
@@ -30,9 +31,10 @@ import types
 from typing import Any
 
 from superneuron_ros.errors import DeviceError, LayerRangeError, ModelLoadError
-from superneuron_ros.errors import QuantizationError
-from superneuron_ros.vlm.config import DTYPE_NAMES, LoadConfig
+from superneuron_ros.vlm.config import DTYPE_NAMES, LoadConfig, TORCHAO
 from superneuron_ros.vlm.families import Family, family_for
+from superneuron_ros.vlm.quantization import compute_dtype_for, quantization_config
+from superneuron_ros.vlm.quantization import quiet_backend_notices
 import torch
 from torch import nn
 
@@ -103,13 +105,58 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """Return the compute dtype: float32 on CPU, bfloat16 (or float16) on CUDA for 'auto'."""
+def native_bf16(device: torch.device) -> bool:
+    """
+    Whether `device` computes in bfloat16 natively (CUDA compute capability 8.0 or newer).
+
+    ``torch.cuda.is_bf16_supported()`` is not the test: it is True through emulation on older
+    GPUs, and it asks the current device, not `device`.
+    """
+    if device.type != 'cuda':
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def resolve_dtype(dtype: str, device: torch.device, quantization: str = 'none') -> torch.dtype:
+    """
+    Return the compute dtype; 'auto' picks float32 on CPU, bfloat16 or float16 on CUDA.
+
+    bfloat16 on CUDA only where the GPU has it natively (Ampere and newer, Jetson Orin included);
+    torchao int4 computes in bfloat16 on every device.
+    """
     if DTYPES[dtype] is not None:
-        return DTYPES[dtype]
+        return compute_dtype_for(quantization, DTYPES[dtype])
+    if quantization in TORCHAO:
+        return torch.bfloat16
     if device.type == 'cuda':
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return torch.float32
+
+
+def check_loading_info(info: dict[str, Any], folder: Path) -> None:
+    """
+    Raise ModelLoadError naming the weights the checkpoint lacks or has in another shape.
+
+    Only the weights of the model being built count: tensors in the checkpoint the model does not
+    use (deeper layers and the LM head of a truncated load) are the one accepted difference.
+    """
+    missing = sorted(info.get('missing_keys') or ())
+    mismatched = sorted(str(entry[0] if isinstance(entry, (tuple, list)) else entry)
+                        for entry in info.get('mismatched_keys') or ())
+    errors = [str(message) for message in info.get('error_msgs') or ()]
+    if not (missing or mismatched or errors):
+        return
+    parts = []
+    for what, names in (('missing', missing), ('of the wrong shape', mismatched),
+                        ('failing to load', errors)):
+        if names:
+            shown = ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8
+                                            else '')
+            parts.append(f'{len(names)} {what}: {shown}')
+    raise ModelLoadError(
+        f'the checkpoint in {folder} does not match its config.json: weights {"; ".join(parts)}. '
+        'A model with those would compute with random values; use the complete, unmodified '
+        'checkpoint (re-download or re-export it with save_pretrained)')
 
 
 def check_model_folder(path: str | os.PathLike) -> Path:
@@ -151,25 +198,6 @@ def truncate_config(config: Any, family: Family, exit_layer: int) -> Any:
             setattr(text, name, type(value)(value[:exit_layer + 1]))
     text.num_hidden_layers = exit_layer + 1
     return config
-
-
-def quantization_config(quantization: str, compute_dtype: torch.dtype) -> Any:
-    """Return a BitsAndBytesConfig for nf4 / fp4 / int8, or None for 'none'."""
-    if quantization == 'none':
-        return None
-    try:
-        import bitsandbytes  # noqa: F401
-        from transformers import BitsAndBytesConfig
-    except ImportError as exc:
-        raise QuantizationError(
-            f'quantization {quantization!r} needs bitsandbytes, which failed to import ({exc}); '
-            'install it (`pip install bitsandbytes`; on Jetson build it for JetPack) or set '
-            'quantization to "none"') from exc
-    if quantization == 'int8':
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization,
-                              bnb_4bit_compute_dtype=compute_dtype,
-                              bnb_4bit_use_double_quant=False)
 
 
 def image_only_processor_class(model_type: str) -> type:
@@ -229,6 +257,7 @@ def load_processor(folder: Path, model_type: str | None = None) -> Any:
 
 def load_model(load_config: LoadConfig) -> LoadedModel:
     """Load a model (full, or truncated at `load_config.exit_layer`) and its processor."""
+    quiet_backend_notices()
     from transformers import AutoModel, AutoModelForImageTextToText
     folder = check_model_folder(load_config.model_path)
     config = read_config(folder)
@@ -239,25 +268,35 @@ def load_model(load_config: LoadConfig) -> LoadedModel:
         raise LayerRangeError(f'exit layer {exit_layer} is out of range: {folder.name} has '
                               f'{num_layers} decoder layers (valid: 0..{num_layers - 1})')
     device = resolve_device(load_config.device)
-    dtype = resolve_dtype(load_config.dtype, device)
+    dtype = resolve_dtype(load_config.dtype, device, load_config.quantization)
     kwargs: dict[str, Any] = {'local_files_only': True, 'trust_remote_code': False,
                               'use_safetensors': True, 'dtype': dtype,
-                              'device_map': {'': str(device)}}
-    qconfig = quantization_config(load_config.quantization, dtype)
+                              'device_map': {'': str(device)}, 'output_loading_info': True,
+                              # report wrong shapes by name below instead of a bare RuntimeError
+                              'ignore_mismatched_sizes': True}
+    qconfig = quantization_config(load_config.quantization, dtype, device,
+                                  load_config.quantize_modules)
     if qconfig is not None:
         kwargs['quantization_config'] = qconfig
     if exit_layer is None:
         model_class, model_config = AutoModelForImageTextToText, config
     else:
         model_class, model_config = AutoModel, truncate_config(config, family, exit_layer)
-    LOG.info('loading %s (%s) from %s: %s, %s on %s', family.display_name,
+    LOG.info('loading %s (%s) from %s: %s (%s), %s on %s', family.display_name,
              'layers 0..%d' % exit_layer if exit_layer is not None else 'full model',
-             folder, load_config.quantization, str(dtype).replace('torch.', ''), device)
+             folder, load_config.quantization, load_config.quantized_modules,
+             str(dtype).replace('torch.', ''), device)
     try:
         with _quiet_transformers():
-            model = model_class.from_pretrained(folder, config=model_config, **kwargs)
+            model, info = model_class.from_pretrained(folder, config=model_config, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f'cannot load the weights from {folder}: {exc}') from exc
+    try:
+        check_loading_info(info, folder)
+    except ModelLoadError:
+        model = None  # noqa: F841 - drop the weights before the error propagates
+        release_memory(device)
+        raise
     model.eval()
     model.requires_grad_(False)
     return LoadedModel(model=model, processor=load_processor(folder, config.model_type),
@@ -286,6 +325,18 @@ class _quiet_transformers:
         hf_logging.set_verbosity(self._level)
         if self._bars:
             hf_logging.enable_progress_bar()
+
+
+def device_scope(device: torch.device) -> contextlib.AbstractContextManager:
+    """
+    Make `device` the current CUDA device of the calling thread inside the block.
+
+    The current CUDA device is per thread: a model loaded on ``cuda:1`` in one thread and used
+    from another would otherwise run that thread's kernels and allocations against ``cuda:0``.
+    """
+    if device.type == 'cuda':
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
 def release_memory(device: torch.device) -> None:

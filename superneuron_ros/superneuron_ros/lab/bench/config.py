@@ -55,6 +55,7 @@ class BenchConfig:
     cache_dir: str | None = None
     exit_layer: int = 1
     quantization: str = AUTO  # auto: nf4 on CUDA, none elsewhere
+    quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
     device: str = AUTO
     dtype: str = AUTO
     image_size: tuple[int, int] | None = None  # (height, width); None: vision_side or nominal
@@ -138,7 +139,8 @@ class BenchConfig:
         quantization = quantization or (self.quantization if self.quantization != AUTO
                                         else 'none')
         return LoadConfig(folder or self.model_path or '', quantization=quantization,
-                          device=self.device, dtype=self.dtype, exit_layer=self.exit_layer)
+                          device=self.device, dtype=self.dtype, exit_layer=self.exit_layer,
+                          quantize_modules=self.quantize_modules)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-able mapping."""

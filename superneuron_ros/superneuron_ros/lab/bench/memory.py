@@ -50,7 +50,8 @@ def meta_sizes(config: Any, exit_layer: int) -> dict[str, Any]:
     def entry(size: Any) -> dict[str, Any]:
         return {'parameters': size.total, 'linear_parameters': size.linear,
                 'decoder_layers': size.decoder_layers,
-                'bytes_nf4': size.estimate_bytes('nf4', dtype_bytes=2),
+                'bytes_nf4': size.estimate_bytes('nf4', dtype_bytes=2),  # language layers
+                'bytes_nf4_all': size.estimate_bytes('nf4', dtype_bytes=2, quantize_modules='all'),
                 'bytes_int8': size.estimate_bytes('int8', dtype_bytes=2),
                 'bytes_float16': size.estimate_bytes('none', dtype_bytes=2),
                 'bytes_float32': size.estimate_bytes('none', dtype_bytes=4)}

@@ -166,8 +166,9 @@ def quick_profiles(engine: Engine, folder: Path, quantization: str,
         folders[name] = {}
         for layer in layers:
             if layer not in fingerprints:
-                fingerprints[layer] = model_fingerprint(folder, engine.loaded.config,
-                                                        quantization, layer)
+                fingerprints[layer] = model_fingerprint(
+                    folder, engine.loaded.config, quantization, layer,
+                    engine.loaded.load_config.quantized_modules)
             where = out_dir / name / f'L{layer}'
             for t in range(count):
                 profile = fit_profile(tasks[t].spec, prompts[t], layer,
