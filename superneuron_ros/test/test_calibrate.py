@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from superneuron_ros.cli.main import main
 from superneuron_ros.errors import DataError, LayerRangeError, ProfileMismatchError
-from superneuron_ros.lab.scenes import TASKS, write_dataset
+from superneuron_ros.lab.scene_datasets import write_dataset
+from superneuron_ros.lab.scenes import TASKS
 from superneuron_ros.lab.zoo import build_model_folder
 from superneuron_ros.method.calibrate import (calibrate, CalibrationError, CalibrationOptions,
                                               collect_activations, search_neurons)
