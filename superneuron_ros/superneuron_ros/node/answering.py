@@ -24,7 +24,8 @@ the call arrives, so a bad call is refused at once and never waits in the queue.
 import time
 from typing import Any, Callable, Mapping
 
-from superneuron_ros.errors import ImageError, UnknownTaskError
+from rclpy.task import Future
+from superneuron_ros.errors import ImageError, SuperneuronError, UnknownTaskError
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.image_conversion import check_msg
 from superneuron_ros.node.messages import (answer_msg, fail_ask_response, fill_ask_response,
@@ -33,7 +34,7 @@ from superneuron_ros.node.model import ModelNotLoadedError, ModelSlot
 from superneuron_ros.node.params import NodeSettings
 from superneuron_ros.node.standing import Batch
 from superneuron_ros.node.stats import ASK_PREFIX, REQUEST_SOURCE, StatsBook
-from superneuron_ros.node.worker import Job, Outcome
+from superneuron_ros.node.worker import InferenceWorker, Job, Outcome
 
 
 class Answerer:
@@ -105,6 +106,37 @@ class Answerer:
             msg, key, source = frame.msg, (frame.camera, frame.seq), ASK_PREFIX + frame.camera
         check_msg(msg, settings.max_image_pixels, settings.max_aspect_ratio)
         return Job(tuple(tasks), msg, key, source, now)
+
+    async def ask(self, request: Any, response: Any, worker: InferenceWorker,
+                  refusal: tuple[str, str] = ('', ''),
+                  wake: Callable[[], None] = lambda: None) -> Any:
+        """
+        Answer one Ask call: check it, queue it on `worker`, await the answer; never raises.
+
+        `refusal` (reason, message) refuses the call at once (the node is not active or shuts
+        down). `wake()` is called from the worker thread once the answer is ready, so that the
+        executor resumes this coroutine.
+        """
+        tasks = list(request.tasks)
+        if refusal[0]:
+            return self.refuse(response, tasks, refusal[1], refusal[0])
+        try:
+            job = self.prepare(request)
+        except SuperneuronError as exc:
+            return self.refuse(response, tasks, str(exc))
+        future = Future()
+
+        def finish(outcome: Outcome) -> None:
+            future.set_result(outcome)
+            wake()
+        job.finish = finish
+        reason = worker.submit(job)
+        if reason:
+            return self.refuse(response, tasks, f'the node is {reason} ('
+                               f'{self.settings().max_queue} calls queued, max_queue); retry '
+                               'later', reason)
+        outcome = await future
+        return self.respond(response, job, outcome)
 
     def refuse(self, response: Any, tasks: Any, error: str, refusal: str = '') -> Any:
         """Fill a failed response and log why."""

@@ -37,7 +37,6 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data, qos_profile_services_default
-from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 from superneuron_interfaces.msg import LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
@@ -237,34 +236,20 @@ class SuperneuronNode(LifecycleNode):
         self._asks_in_flight += 1
         self._last_ask = time.monotonic()
         try:
-            tasks = list(request.tasks)
+            refusal = ('', '')
             if self._shutting_down:
-                return self.answerer.refuse(response, tasks, 'the node is shutting down; '
-                                            'call another node or retry after restart',
-                                            SHUTTING_DOWN)
-            if not self._active:
-                return self.answerer.refuse(response, tasks, 'the node is not active (state '
-                                            f'{self.model.report.lifecycle_state}); activate it '
-                                            'or see its diagnostics', INACTIVE)
-            try:
-                job = self.answerer.prepare(request)
-            except SuperneuronError as exc:
-                return self.answerer.refuse(response, tasks, str(exc))
-            future = Future()
-            job.finish = lambda outcome: self._finish(future, outcome)
-            refusal = self.worker.submit(job)
-            if refusal:
-                return self.answerer.refuse(response, tasks, f'the node is {refusal} '
-                                            f'({self.settings.max_queue} calls queued, '
-                                            'max_queue); retry later', refusal)
-            outcome = await future
-            return self.answerer.respond(response, job, outcome)
+                refusal = (SHUTTING_DOWN, 'the node is shutting down; call another node or '
+                           'retry after it restarts')
+            elif not self._active:
+                refusal = (INACTIVE, 'the node is not active (state '
+                           f'{self.model.report.lifecycle_state}); activate it or see its '
+                           'diagnostics')
+            return await self.answerer.ask(request, response, self.worker, refusal, self._wake)
         finally:
             self._asks_in_flight -= 1
 
-    def _finish(self, future: Future, outcome: Any) -> None:
-        """Complete an Ask future from the worker thread and wake the executor to reply."""
-        future.set_result(outcome)
+    def _wake(self) -> None:
+        """Wake the executor (from the worker thread) so that it sends a ready response."""
         executor = self.executor
         if executor is not None:
             try:
