@@ -16,7 +16,8 @@
 The demo's client: asks the node, listens to its answers, and scores them against the truth.
 
 Everything it shows comes from the superneuron node over ROS: standing-task answers on
-``<node>/answers/<task>``, ``<node>/ask`` calls (on a camera's newest frame and on an image sent in
+``<node>/answers/<task>`` (``<node>/answers/<task>/<camera>`` for a task on several cameras),
+``<node>/ask`` calls (on a camera's newest frame and on an image sent in
 the request) and ``<node>/latency``. The scene camera's ``scene_truth`` topic gives the true answer
 for each published frame, matched by camera and image stamp.
 """
@@ -37,6 +38,8 @@ from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.lab import scenes
 from superneuron_ros.node.image_conversion import rgb_to_image
+from superneuron_ros.node.outputs import answer_topics
+from superneuron_ros.node.params import parse_standing_task
 
 
 @dataclass
@@ -65,7 +68,12 @@ class DemoClient(Node):
     def __init__(self, target: str, standing: list[str], asked: list[tuple[str, str]],
                  ask_rate: float, image_every: int, size: int, seed: int,
                  context: Any = None) -> None:
-        """Subscribe to `target`'s outputs; `asked` lists (task, camera) pairs to Ask about."""
+        """
+        Subscribe to `target`'s outputs; `asked` lists (task, camera) pairs to Ask about.
+
+        `standing` lists the node's standing tasks as written in its parameter
+        (``TASK@CAMERA[:RATE]``), from which the answer topics follow.
+        """
         super().__init__('superneuron_demo_client', context=context)
         self.target = target.rstrip('/')
         self.group = ReentrantCallbackGroup()
@@ -91,9 +99,11 @@ class DemoClient(Node):
         self.model_error = ''
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10,
                                  callback_group=self.group)
-        for task in standing:
-            self.create_subscription(Answer, f'{self.target}/answers/{task}', self._on_answer,
-                                     10, callback_group=self.group)
+        tasks = [parse_standing_task(entry, [entry.split('@')[-1].split(':')[0]])
+                 for entry in standing]
+        for topic in sorted(set(answer_topics(tasks).values())):
+            self.create_subscription(Answer, self.target + topic[1:], self._on_answer, 10,
+                                     callback_group=self.group)
         self.ask_timer = None
         self.ask_period = 1.0 / ask_rate if ask_rate > 0 else None
 
@@ -153,7 +163,7 @@ class DemoClient(Node):
     def _ask(self) -> None:
         task, camera = self.asked[self.ask_count % len(self.asked)]
         self.ask_count += 1
-        request = Ask.Request(task=task, camera=camera)
+        request = Ask.Request(tasks=[task], camera=camera)
         truth = None
         source = 'ask'
         if self.image_every and self.ask_count % self.image_every == 0:
@@ -174,9 +184,9 @@ class DemoClient(Node):
             with self.lock:
                 self.failures.append(f'{task}@{camera}: {response.error}')
             return
-        event = Event(source, task, camera, (response.image_stamp.sec,
-                                             response.image_stamp.nanosec),
-                      response.label, response.confidence, response.latency_ms, truth)
+        answer = response.answers[0]
+        event = Event(source, task, camera, (answer.header.stamp.sec, answer.header.stamp.nanosec),
+                      answer.label, answer.confidence, answer.latency_ms, truth)
         self._record(event)
 
     def resolve(self, event: Event) -> str | None:
