@@ -233,37 +233,55 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, period: floa
     raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
-def fastdds_files() -> set[str]:
-    """Names of the Fast DDS shared-memory files in /dev/shm."""
-    try:
-        return {name for name in os.listdir('/dev/shm') if name.startswith('fastdds_')}
-    except FileNotFoundError:
-        return set()
-
-
-def files_in_use() -> set[str]:
-    """Names of /dev/shm files that some live process maps or holds open."""
+def _shm_names(pid: str | int) -> set[str]:
+    """Return the /dev/shm files that process `pid` maps or holds open."""
     used = set()
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
+    try:
+        with open(f'/proc/{pid}/maps') as maps:
+            used.update(line.rsplit('/dev/shm/', 1)[1].strip().split(' ')[0]
+                        for line in maps if '/dev/shm/' in line)
+        fds = os.listdir(f'/proc/{pid}/fd')
+    except OSError:  # the process ended, or is not ours to read
+        return used
+    for fd in fds:
         try:
-            with open(f'/proc/{pid}/maps') as maps:
-                used.update(line.rsplit('/dev/shm/', 1)[1].strip().split(' ')[0]
-                            for line in maps if '/dev/shm/' in line)
-            fds = os.listdir(f'/proc/{pid}/fd')
-        except OSError:  # the process ended, or is not ours to read
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+        except OSError:  # closed meanwhile
             continue
-        for fd in fds:
-            try:
-                target = os.readlink(f'/proc/{pid}/fd/{fd}')
-            except OSError:  # closed meanwhile
-                continue
-            if target.startswith('/dev/shm/'):
-                used.add(target[len('/dev/shm/'):])
+        if target.startswith('/dev/shm/'):
+            used.add(target[len('/dev/shm/'):])
     return used
 
 
-def orphaned_fastdds_files(before: set[str]) -> set[str]:
-    """Fast DDS files created since `before` that no live process uses: leaks."""
-    return {name for name in fastdds_files() - before if name not in files_in_use()}
+def fastdds_files_of(pid: int) -> set[str]:
+    """
+    Return the Fast DDS shared-memory files of process `pid`: those it maps or holds open.
+
+    Fast DDS names its files by a random segment id or by port, not by process, so a process's
+    files are found through /proc/<pid>; each file's lock (``_el``, ``_sl``) and port mutex
+    (``sem.<name>_mutex``) companions are included.
+    """
+    names = {name for name in _shm_names(pid) if name.startswith('fastdds_')}
+    stems = {name.removesuffix('_el').removesuffix('_sl') for name in names}
+    return names | {f'{stem}{suffix}' for stem in stems for suffix in ('', '_el', '_sl')} | {
+        f'sem.{stem}_mutex' for stem in stems if stem.startswith('fastdds_port')}
+
+
+def files_in_use() -> set[str]:
+    """Return the /dev/shm files that some live process maps or holds open."""
+    used = set()
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            used |= _shm_names(pid)
+    return used
+
+
+def orphaned(names: set[str]) -> set[str]:
+    """Those of `names` that still exist in /dev/shm although no live process uses them."""
+    existing = {name for name in names if os.path.exists(f'/dev/shm/{name}')}
+    if not existing:
+        return set()
+    in_use = files_in_use()
+    return {name for name in existing if name.removesuffix('_el').removesuffix('_sl')
+            not in {n.removesuffix('_el').removesuffix('_sl') for n in in_use}
+            and not (name.startswith('sem.') and name[4:].removesuffix('_mutex') in in_use)}

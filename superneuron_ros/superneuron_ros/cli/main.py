@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     'bench': 'bench',
     'train-demo': 'train_demo',
     'demo': 'demo',
+    'loadtest': 'loadtest',
 }
 
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='superneuron',
         description='Offline tools for Super Neuron profiles: scenes, calibrate, eval, bench, '
-                    'demo.')
+                    'demo, loadtest.')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     subparsers.required = True

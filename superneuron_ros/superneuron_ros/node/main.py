@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -53,8 +53,12 @@ def _spin_until(executor: SingleThreadedExecutor, until: Callable[[], bool],
         executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT or SIGTERM; return the process exit code (0)."""
+def main(args: list[str] | None = None, loader: Any = None) -> int:
+    """
+    Run the node until SIGINT or SIGTERM; return the process exit code (0).
+
+    `loader(load_config, profile_paths)` replaces Runtime.load (the load test's slow stand-in).
+    """
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
     stop = threading.Event()
@@ -64,7 +68,7 @@ def main(args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     node = None
     try:
-        node = SuperneuronNode()
+        node = SuperneuronNode() if loader is None else SuperneuronNode(loader=loader)
         executor.add_node(node)
         _spin_until(executor, stop.is_set)
         node.begin_shutdown()
