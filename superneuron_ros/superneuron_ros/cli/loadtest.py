@@ -76,6 +76,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='calls queued on the slow stand-in (default 32)')
     parser.add_argument('--sigint-after', type=float, default=3.0,
                         help='seconds of bursts before SIGINT (default 3)')
+    parser.add_argument('--shm-segment-mb', type=int, default=16,
+                        help='Fast DDS shared-memory segment for every process of the test, so '
+                             'that a whole frame fits (default 16; 0: Fast DDS defaults, 512 KB)')
     parser.add_argument('--work-dir', help='where logs and results go (default: a temp folder)')
     parser.add_argument('--json', metavar='FILE', default='superneuron_loadtest.json',
                         help='JSON report path (default: superneuron_loadtest.json)')
@@ -85,8 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run each scenario, print its figures and write them all to the JSON report."""
     from superneuron_ros.jsonio import write_json
+    from superneuron_ros.lab.loadtest.processes import use_large_shm
     from superneuron_ros.lab.loadtest.scenarios import SCENARIOS
     work = Path(args.work_dir or tempfile.mkdtemp(prefix='superneuron_loadtest_'))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.shm_segment_mb > 0:
+        use_large_shm(work, args.shm_segment_mb)
     results = {'command': 'superneuron loadtest ' + ' '.join(sys.argv[2:]), 'runs': []}
     for name in args.scenarios:
         folder = work / name

@@ -16,7 +16,11 @@
 Processes of the load test: the node, helper roles, and /proc measurements of the node.
 
 Every process gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the same ``ROS_DOMAIN_ID``
-(random unless set), so a load test never leaves this machine or meets another run.
+(random unless set), so a load test never leaves this machine or meets another run. With
+:func:`use_large_shm`, every process also gets a Fast DDS profile whose shared-memory segment
+holds a whole frame: with the default 512 KB segment, a 640x480 rgb8 frame (900 KB) goes over
+UDP fragments, and best-effort frames are lost on a loaded machine (measured: 0 of 20 at 5 Hz),
+for the plain subscriber as much as for the node.
 """
 
 import json
@@ -37,6 +41,40 @@ import yaml
 NAMESPACE = '/loadtest'
 NODE = f'{NAMESPACE}/superneuron'
 TICKS = os.sysconf('SC_CLK_TCK')
+
+
+SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<profiles xmlns="http://www.eprosima.com">
+  <transport_descriptors>
+    <transport_descriptor>
+      <transport_id>shm_large</transport_id>
+      <type>SHM</type>
+      <segment_size>{segment}</segment_size>
+    </transport_descriptor>
+    <transport_descriptor>
+      <transport_id>udp</transport_id>
+      <type>UDPv4</type>
+    </transport_descriptor>
+  </transport_descriptors>
+  <participant profile_name="superneuron_loadtest" is_default_profile="true">
+    <rtps>
+      <userTransports>
+        <transport_id>shm_large</transport_id>
+        <transport_id>udp</transport_id>
+      </userTransports>
+      <useBuiltinTransports>false</useBuiltinTransports>
+    </rtps>
+  </participant>
+</profiles>
+"""
+
+
+def use_large_shm(folder: Path, megabytes: int) -> Path:
+    """Write a Fast DDS profile with a `megabytes` SHM segment; every process started uses it."""
+    path = folder / 'fastdds_profile.xml'
+    path.write_text(SHM_PROFILE.format(segment=megabytes * 1024 * 1024))
+    os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(path)
+    return path
 
 
 def ros_environment() -> dict[str, str]:

@@ -68,7 +68,7 @@ class Setup:
                                               'transport': 'compressed' if fmt == 'jpeg'
                                               else 'raw'},
                   'standing_tasks': ['red_present@cam'] if standing else [''],
-                  'max_image_age': 1.0, 'diagnostics_period': 1.0, **extra}
+                  'max_image_age': 2.0, 'diagnostics_period': 1.0, **extra}
         self.node = start_node(folder, params, role=role)
         self.observer = Observer()
         probe = Ask.Request(tasks=['red_present'],
