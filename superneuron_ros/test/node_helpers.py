@@ -20,6 +20,7 @@ The node process is started exactly as launch/superneuron.launch.py starts it:
 -r FROM:=TO --log-level L``.
 """
 
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import random
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import rclpy
@@ -80,6 +81,26 @@ class ScriptedRuntime:
     def close(self):
         """Record the release."""
         self.closed = True
+
+
+@contextmanager
+def active_node(params_file: Path, log_path: Path, namespace: str,
+                remaps: Sequence[tuple[str, str]] = (), timeout: float = 180.0
+                ) -> Iterator['NodeProcess']:
+    """Start the node, wait until it is active (its model loaded), yield it, then stop it."""
+    from superneuron_interfaces.srv import Ask
+    process = NodeProcess(params_file, log_path, namespace=namespace, remaps=remaps)
+    try:
+        waiter = RosClient('sn_test_waiter')
+        try:
+            waiter.wait_for_service(Ask, f'{process.name}/ask', timeout=timeout,
+                                    process=process)
+            wait_until(lambda: 'active:' in process.log(), timeout=timeout, what='activation')
+        finally:
+            waiter.close()
+        yield process
+    finally:
+        process.close()
 
 
 def ros_environment() -> dict[str, str]:

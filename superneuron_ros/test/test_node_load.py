@@ -25,7 +25,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from node_helpers import NodeProcess, RosClient, wait_until, write_params
+from node_helpers import active_node, NodeProcess, wait_until, write_params
 from node_process_fixtures import image_msg, scene_image
 import numpy as np
 import pytest
@@ -55,17 +55,8 @@ def _params(assets, name: str, **extra):
 @pytest.fixture(scope='module')
 def node(assets):
     """Start the node under test, active, with a standing task on every front frame."""
-    process = NodeProcess(_params(assets, 'load'), assets['root'] / 'load.log', namespace=NS)
-    try:
-        waiter = RosClient('sn_load_waiter')
-        try:
-            waiter.wait_for_service(Ask, f'{NODE}/ask', timeout=180.0, process=process)
-            wait_until(lambda: 'active:' in process.log(), timeout=180.0, what='activation')
-        finally:
-            waiter.close()
+    with active_node(_params(assets, 'load'), assets['root'] / 'load.log', NS) as process:
         yield process
-    finally:
-        process.close()
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -26,7 +26,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from node_helpers import (fastdds_files_of, NodeProcess, orphaned, RosClient, wait_until,
+from node_helpers import (active_node, fastdds_files_of, NodeProcess, orphaned, wait_until,
                           write_params)
 from node_process_fixtures import image_msg, png_msg, scene_image, TASKS
 import pytest
@@ -55,18 +55,9 @@ def node(assets):
         'rear': {'transport': 'compressed'},  # default topic rear/image_raw/compressed
         'standing_tasks': ['red_present@front', 'shape_count@front:2.0', 'red_present@rear'],
         'max_image_age': 2.0, 'max_image_pixels': 10000, 'diagnostics_period': 0.5})
-    process = NodeProcess(params, assets['root'] / 'node.log', namespace=NS,
-                          remaps=[('/camera/image_raw', FRONT_TOPIC)], log_level='info')
-    try:
-        waiter = RosClient('sn_process_waiter')
-        try:
-            waiter.wait_for_service(Ask, f'{NODE}/ask', timeout=180.0, process=process)
-            wait_until(lambda: 'active:' in process.log(), timeout=180.0, what='activation')
-        finally:
-            waiter.close()
+    with active_node(params, assets['root'] / 'node.log', NS,
+                     remaps=[('/camera/image_raw', FRONT_TOPIC)]) as process:
         yield process
-    finally:
-        process.close()
 
 
 def _ask(client, **fields) -> Ask.Response:

@@ -74,8 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='bursts per client process (default 30)')
     parser.add_argument('--queued', type=positive_int, default=32,
                         help='calls queued on the slow stand-in (default 32)')
-    parser.add_argument('--sigint-after', type=float, default=3.0,
-                        help='seconds of bursts before SIGINT (default 3)')
+    parser.add_argument('--sigint-after', type=float, default=1.0,
+                        help='seconds of bursts, once every client is ready, before SIGINT '
+                             '(default 1)')
     parser.add_argument('--shm-segment-mb', type=int, default=16,
                         help='Fast DDS shared-memory segment for every process of the test, so '
                              'that a whole frame fits (default 16; 0: Fast DDS defaults, 512 KB)')

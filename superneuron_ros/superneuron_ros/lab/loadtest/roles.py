@@ -169,34 +169,44 @@ def run_asker(args: argparse.Namespace) -> dict:
         width, height = args.size
         images = [rgb_to_image(rgb) for rgb in scene_frames(args.images, width, height)]
         for client in clients:  # one call each first, so that every reply path is matched
-            _call(client, Ask.Request(tasks=args.tasks, image=images[0]), args.timeout)
+            response, _ = _call(client, Ask.Request(tasks=args.tasks, image=images[0]), 60.0)
+            if response is None or response.refusal:
+                session.close()
+                return {'calls': [], 'burst_times': [], 'ended': time.monotonic(),
+                        'warmup_failed': True}
+        if args.started:
+            with open(args.started, 'w', encoding='utf-8') as marker:
+                marker.write('ready')
         session_calls = [[] for _ in range(args.bursts)]
         burst_times = []
         for burst in range(args.bursts):
             if session.stop.is_set():
                 break
-            done, futures = threading.Event(), []
-            pending = [len(clients)]
+            done, futures, finished_at = threading.Event(), [], {}
             lock = threading.Lock()
 
-            def finished(_: Any) -> None:
+            def finished(future: Any) -> None:
                 with lock:
-                    pending[0] -= 1
-                    if pending[0] == 0:
+                    finished_at[id(future)] = time.monotonic()
+                    if len(finished_at) == len(clients):
                         done.set()
             sent = time.monotonic()
             burst_times.append(sent)  # CLOCK_MONOTONIC: comparable across processes
             for i, client in enumerate(clients):
                 index = (args.seed * 7 + burst * len(clients) + i) % len(images)
                 future = client.call_async(Ask.Request(tasks=args.tasks, image=images[index]))
-                future.add_done_callback(finished)
                 futures.append((index, future))
+                future.add_done_callback(finished)
             done.wait(args.timeout)
             for index, future in futures:
-                response = future.result() if future.done() else None
-                outcome = _outcome(response, time.monotonic() - sent)
+                with lock:
+                    end = finished_at.get(id(future))
+                response = future.result() if end is not None else None
+                outcome = _outcome(response, (end or time.monotonic()) - sent)
                 outcome['image'] = index
                 session_calls[burst].append(outcome)
+            if any(c['status'] in ('none', 'shutting down') for c in session_calls[burst]):
+                break  # the node is going: no more bursts
             if args.pause > 0:
                 time.sleep(args.pause)
         calls = [call for burst in session_calls for call in burst]
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--delay', type=float, default=0.3)
     parser.add_argument('--request-image', action='store_true')
+    parser.add_argument('--started', default='', help='file written once the warm-up is done')
     args = parser.parse_args(argv)
     if args.role == 'standin-node':
         return run_standin_node(args, ros_args)

@@ -200,18 +200,23 @@ def sigint(folder: Path, args: Any) -> dict:
     """Run the SIGINT-during-bursts scenario; see the module docstring."""
     setup = Setup(folder, args, standing=False)
     try:
+        markers = [folder / f'sigint{i}.started' for i in range(args.processes)]
         askers = [start_role(folder, 'asker', f'sigint{i}', '--service', f'{NODE}/ask',
                              '--seed', str(i + 1), '--concurrent', str(args.concurrent),
-                             '--bursts', '50', '--size', '64x64', '--timeout', '30')
-                  for i in range(args.processes)]
-        time.sleep(args.sigint_after)
+                             '--bursts', '1000', '--size', '64x64', '--timeout', '30',
+                             '--started', str(markers[i])) for i in range(args.processes)]
+        wait_until(lambda: all(m.exists() for m in markers), 600.0, 'the Ask clients',
+                   setup.node)
+        time.sleep(args.sigint_after)  # bursts from every process are in flight
         setup.node.signal()
         exit_code = setup.node.wait(60)
         calls = [c for p, out in askers for c in read_result(p, out, 120)['calls']]
         log = setup.node.log()
     finally:
         setup.close()
-    return {'scenario': 'sigint', 'processes': args.processes, **_latencies(calls),
+    return {'scenario': 'sigint', 'processes': args.processes,
+            'concurrent': args.concurrent, 'sigint_after_s': args.sigint_after,
+            **_latencies(calls),
             'without_response': sum(c['status'] == 'none' for c in calls),
             'node_exit_code': exit_code, 'traceback_in_log': 'Traceback' in log}
 
