@@ -94,7 +94,7 @@ class SuperneuronNode(LifecycleNode):
         self._active = False
         self._shutting_down = False
         self._asks_in_flight = 0  # Ask callbacks not yet returned (executor thread only)
-        self._last_ask = float('-inf')  # monotonic time of the newest Ask call
+        self._last_ask = float('-inf')  # monotonic time of the newest Ask call or response
         self._endpoint_lock = threading.Lock()  # no publishing on a destroyed publisher
         # Callback groups. With the single-threaded executor of main.py they only matter for
         # ~/ask: its async callback holds its group while it awaits the worker, so the group
@@ -213,8 +213,9 @@ class SuperneuronNode(LifecycleNode):
         """
         Whether every Ask call received so far has got its response.
 
-        With `quiet_s`, also that no call arrived for that many seconds: calls already sent
-        before a shutdown are still taken (and refused) before the node goes.
+        With `quiet_s`, also that no call arrived and no response went out for that many
+        seconds: calls already sent before a shutdown are still taken (and refused), and the
+        last responses have time to reach their clients, before the node goes.
         """
         return (self.worker.idle and self._asks_in_flight == 0
                 and time.monotonic() - self._last_ask >= quiet_s)
@@ -247,6 +248,7 @@ class SuperneuronNode(LifecycleNode):
             return await self.answerer.ask(request, response, self.worker, refusal, self._wake)
         finally:
             self._asks_in_flight -= 1
+            self._last_ask = time.monotonic()  # the response goes out now
 
     def _wake(self) -> None:
         """Wake the executor (from the worker thread) so that it sends a ready response."""

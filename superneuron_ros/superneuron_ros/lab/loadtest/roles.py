@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from superneuron_interfaces.srv import Ask
@@ -150,7 +150,10 @@ def _outcome(response: Any, seconds: float) -> dict:
 def run_asker(args: argparse.Namespace) -> dict:
     """Ask at args.rate Hz on a camera, or in bursts of args.concurrent calls with images."""
     session = _Session(f'loadtest_asker_{args.seed}')
-    clients = [session.node.create_client(Ask, args.service)
+    # Every client's reader receives the replies to all clients of the service and keeps only
+    # its own: with the default depth of 10, a burst of replies can push its own one out.
+    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    clients = [session.node.create_client(Ask, args.service, qos_profile=qos)
                for _ in range(max(1, args.concurrent))]
     for client in clients:
         client.wait_for_service(timeout_sec=30.0)
