@@ -34,13 +34,17 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from superneuron_ros.method.classifier import Prediction
 from superneuron_ros.runtime.facade import RuntimeResult, TaskInfo
 from superneuron_ros.vlm.engine import StageTimes
 import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# For clients that have many calls in flight: every client's reader receives the replies to all
+# clients of a service and keeps its own, so with the default depth of 10 a burst of replies
+# can push a client's own reply out.
+DEEP_REPLIES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 TASKS = {
     'door': TaskInfo('door', 'Is the door open?', ('yes', 'no'), 1, 3, 0.9, 0, '/p/door'),

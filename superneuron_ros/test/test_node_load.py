@@ -25,7 +25,8 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from node_helpers import active_node, NodeProcess, wait_until, write_params
+from node_helpers import (active_node, DEEP_REPLIES, NodeProcess, wait_until,
+                          write_params)
 from node_process_fixtures import image_msg, scene_image
 import numpy as np
 import pytest
@@ -123,7 +124,8 @@ def test_full_queue_refuses_as_busy_and_every_call_gets_a_response(node, client,
     """With max_queue 1, 24 calls at once: each is answered correctly or refused as busy."""
     assert _set_int(client, 'max_queue', 1)
     images = [scene_image(300 + i) for i in range(4)]
-    clients = [client.node.create_client(Ask, f'{NODE}/ask') for _ in range(24)]
+    clients = [client.node.create_client(Ask, f'{NODE}/ask', qos_profile=DEEP_REPLIES)
+               for _ in range(24)]
     try:
         for ask_client in clients:
             assert ask_client.wait_for_service(timeout_sec=10.0)
@@ -174,7 +176,8 @@ def test_bomb_jpeg_and_thin_image_are_refused_without_a_memory_jump(node, client
 def test_sigint_during_a_burst_gives_every_call_a_response(node, client):
     """40 calls in flight, then SIGINT twice: each call is answered or refused; exit code 0."""
     images = [image_msg(scene_image(400 + i), 400 + i) for i in range(4)]
-    ask_clients = [client.node.create_client(Ask, f'{NODE}/ask') for _ in range(4)]
+    ask_clients = [client.node.create_client(Ask, f'{NODE}/ask', qos_profile=DEEP_REPLIES)
+                   for _ in range(4)]
     for ask_client in ask_clients:  # one call each first: the reply path is matched too
         assert ask_client.wait_for_service(timeout_sec=10.0)
         assert client.wait(ask_client.call_async(Ask.Request(tasks=['red_present'],

@@ -26,8 +26,8 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from node_helpers import (active_node, fastdds_files_of, NodeProcess, orphaned, wait_until,
-                          write_params)
+from node_helpers import (active_node, DEEP_REPLIES, fastdds_files_of, NodeProcess, orphaned,
+                          wait_until, write_params)
 from node_process_fixtures import image_msg, png_msg, scene_image, TASKS
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
@@ -237,7 +237,8 @@ def test_bad_requests_fail_with_advice_and_the_next_is_answered(node, client):
 def test_sixteen_concurrent_calls_are_all_answered(node, client, reference):
     """16 Ask calls in flight at once, on 8 different images, all get their own answer."""
     images = [scene_image(200 + i) for i in range(8)]
-    clients = [client.node.create_client(Ask, f'{NODE}/ask') for _ in range(16)]
+    clients = [client.node.create_client(Ask, f'{NODE}/ask', qos_profile=DEEP_REPLIES)
+               for _ in range(16)]
     try:
         for ask_client in clients:
             assert ask_client.wait_for_service(timeout_sec=10.0)

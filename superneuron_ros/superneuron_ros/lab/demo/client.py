@@ -109,7 +109,7 @@ class DemoClient(Node):
 
     def wait_ready(self, timeout: float) -> list:
         """
-        Wait for the node's services; return its task list (TaskInfo messages).
+        Wait until the node is active; return its task list (TaskInfo messages).
 
         Raises RuntimeError as soon as the node reports in /diagnostics that its model failed.
         """
@@ -121,14 +121,31 @@ class DemoClient(Node):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f'{client.srv_name} did not appear within {timeout:.0f} s'
                                        ': see the node log')
-        future = self.list_client.call_async(ListTasks.Request())
+        # The services exist in every state: wait until the model is loaded and the node active.
+        while True:
+            tasks = list(self._result(self.list_client, ListTasks.Request(), deadline).tasks)
+            if tasks:
+                probe = self._result(self.ask_client, Ask.Request(tasks=[tasks[0].name]),
+                                     deadline)
+                if probe.refusal != 'inactive':
+                    break
+            if self.model_error:
+                raise RuntimeError(f'the node failed to configure: {self.model_error}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'the node was not active within {timeout:.0f} s: see its '
+                                   'log')
+            time.sleep(0.2)
+        self.questions = {info.name: info.question for info in tasks}
+        return tasks
+
+    @staticmethod
+    def _result(client: Any, request: Any, deadline: float) -> Any:
+        future = client.call_async(request)
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
         if not future.done():
-            raise TimeoutError('list_tasks did not answer')
-        tasks = list(future.result().tasks)
-        self.questions = {info.name: info.question for info in tasks}
-        return tasks
+            raise TimeoutError(f'{client.srv_name} did not answer')
+        return future.result()
 
     def start_asking(self) -> None:
         """Start calling Ask on a timer."""
