@@ -27,6 +27,7 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.executors import SingleThreadedExecutor
+from superneuron_interfaces.msg import Answer
 from superneuron_interfaces.msg import TaskInfo
 from superneuron_interfaces.srv import Ask
 from superneuron_interfaces.srv import ListTasks
@@ -38,23 +39,23 @@ TASK = TaskInfo(name='door_open', question='Is the door open?', labels=['no', 'y
 
 def answer(request: Ask.Request, response: Ask.Response) -> Ask.Response:
     """Fill the response from the request so that the client can check every field travelled."""
-    response.task = request.task
-    if request.task != TASK.name:
+    unknown = [task for task in request.tasks if task != TASK.name]
+    if unknown:
         response.success = False
-        response.error = f'unknown task {request.task!r}: call ListTasks for the loaded tasks'
-        response.label_index = -1
+        response.refusal = 'busy'  # any value: it proves the field travels
+        response.error = f'unknown task(s) {unknown}: call ListTasks for the loaded tasks'
         return response
     image = request.image
     response.success = True
-    response.labels = list(TASK.labels)
-    response.label_index = 1 if len(image.data) else 0  # 'yes' when an image came along
-    response.label = response.labels[response.label_index]
-    response.scores = [float(request.max_age), float(len(image.data))]
-    response.confidence = 0.75
-    response.exit_layer = image.height
-    response.image_stamp = image.header.stamp
-    response.latency_ms = float(sum(image.data))  # proves the pixel bytes arrived intact
     response.error = request.camera  # echoed so that the client can check the camera string
+    for task in request.tasks:
+        label_index = 1 if len(image.data) else 0  # 'yes' when an image came along
+        response.answers.append(Answer(
+            header=image.header, task=task, label=TASK.labels[label_index],
+            label_index=label_index, labels=list(TASK.labels),
+            scores=[float(request.max_age), float(len(image.data))], confidence=0.75,
+            exit_layer=image.height,
+            latency_ms=float(sum(image.data))))  # proves the pixel bytes arrived intact
     return response
 
 

@@ -20,6 +20,7 @@ The node process is started exactly as launch/superneuron.launch.py starts it:
 -r FROM:=TO --log-level L``.
 """
 
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import random
@@ -28,18 +29,22 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from superneuron_ros.method.classifier import Prediction
 from superneuron_ros.runtime.facade import RuntimeResult, TaskInfo
 from superneuron_ros.vlm.engine import StageTimes
 import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# For clients that have many calls in flight: every client's reader receives the replies to all
+# clients of a service and keeps its own, so with the default depth of 10 a burst of replies
+# can push a client's own reply out.
+DEEP_REPLIES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 TASKS = {
     'door': TaskInfo('door', 'Is the door open?', ('yes', 'no'), 1, 3, 0.9, 0, '/p/door'),
@@ -75,11 +80,31 @@ class ScriptedRuntime:
             Prediction(TASKS[n].labels[0], 0, TASKS[n].labels,
                        (1.0,) + (0.0,) * (len(TASKS[n].labels) - 1), 1.0, 1)
             for n in task_names)
-        return RuntimeResult(predictions, StageTimes(1.0, 2.0, 3.0, 0.5))
+        return RuntimeResult(predictions, StageTimes(1.0, 2.0, 3.0, 0.5), layers_run=2)
 
     def close(self):
         """Record the release."""
         self.closed = True
+
+
+@contextmanager
+def active_node(params_file: Path, log_path: Path, namespace: str,
+                remaps: Sequence[tuple[str, str]] = (), timeout: float = 180.0
+                ) -> Iterator['NodeProcess']:
+    """Start the node, wait until it is active (its model loaded), yield it, then stop it."""
+    from superneuron_interfaces.srv import Ask
+    process = NodeProcess(params_file, log_path, namespace=namespace, remaps=remaps)
+    try:
+        waiter = RosClient('sn_test_waiter')
+        try:
+            waiter.wait_for_service(Ask, f'{process.name}/ask', timeout=timeout,
+                                    process=process)
+            wait_until(lambda: 'active:' in process.log(), timeout=timeout, what='activation')
+        finally:
+            waiter.close()
+        yield process
+    finally:
+        process.close()
 
 
 def ros_environment() -> dict[str, str]:
@@ -233,37 +258,55 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, period: floa
     raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
-def fastdds_files() -> set[str]:
-    """Names of the Fast DDS shared-memory files in /dev/shm."""
-    try:
-        return {name for name in os.listdir('/dev/shm') if name.startswith('fastdds_')}
-    except FileNotFoundError:
-        return set()
-
-
-def files_in_use() -> set[str]:
-    """Names of /dev/shm files that some live process maps or holds open."""
+def _shm_names(pid: str | int) -> set[str]:
+    """Return the /dev/shm files that process `pid` maps or holds open."""
     used = set()
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
+    try:
+        with open(f'/proc/{pid}/maps') as maps:
+            used.update(line.rsplit('/dev/shm/', 1)[1].strip().split(' ')[0]
+                        for line in maps if '/dev/shm/' in line)
+        fds = os.listdir(f'/proc/{pid}/fd')
+    except OSError:  # the process ended, or is not ours to read
+        return used
+    for fd in fds:
         try:
-            with open(f'/proc/{pid}/maps') as maps:
-                used.update(line.rsplit('/dev/shm/', 1)[1].strip().split(' ')[0]
-                            for line in maps if '/dev/shm/' in line)
-            fds = os.listdir(f'/proc/{pid}/fd')
-        except OSError:  # the process ended, or is not ours to read
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+        except OSError:  # closed meanwhile
             continue
-        for fd in fds:
-            try:
-                target = os.readlink(f'/proc/{pid}/fd/{fd}')
-            except OSError:  # closed meanwhile
-                continue
-            if target.startswith('/dev/shm/'):
-                used.add(target[len('/dev/shm/'):])
+        if target.startswith('/dev/shm/'):
+            used.add(target[len('/dev/shm/'):])
     return used
 
 
-def orphaned_fastdds_files(before: set[str]) -> set[str]:
-    """Fast DDS files created since `before` that no live process uses: leaks."""
-    return {name for name in fastdds_files() - before if name not in files_in_use()}
+def fastdds_files_of(pid: int) -> set[str]:
+    """
+    Return the Fast DDS shared-memory files of process `pid`: those it maps or holds open.
+
+    Fast DDS names its files by a random segment id or by port, not by process, so a process's
+    files are found through /proc/<pid>; each file's lock (``_el``, ``_sl``) and port mutex
+    (``sem.<name>_mutex``) companions are included.
+    """
+    names = {name for name in _shm_names(pid) if name.startswith('fastdds_')}
+    stems = {name.removesuffix('_el').removesuffix('_sl') for name in names}
+    return names | {f'{stem}{suffix}' for stem in stems for suffix in ('', '_el', '_sl')} | {
+        f'sem.{stem}_mutex' for stem in stems if stem.startswith('fastdds_port')}
+
+
+def files_in_use() -> set[str]:
+    """Return the /dev/shm files that some live process maps or holds open."""
+    used = set()
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            used |= _shm_names(pid)
+    return used
+
+
+def orphaned(names: set[str]) -> set[str]:
+    """Those of `names` that still exist in /dev/shm although no live process uses them."""
+    existing = {name for name in names if os.path.exists(f'/dev/shm/{name}')}
+    if not existing:
+        return set()
+    in_use = files_in_use()
+    return {name for name in existing if name.removesuffix('_el').removesuffix('_sl')
+            not in {n.removesuffix('_el').removesuffix('_sl') for n in in_use}
+            and not (name.startswith('sem.') and name[4:].removesuffix('_mutex') in in_use)}

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from superneuron_ros.errors import ImageError
-from superneuron_ros.node.image_conversion import (compressed_to_rgb, image_to_rgb, msg_to_rgb,
+from superneuron_ros.node.image_conversion import (check_msg, compressed_size, compressed_to_rgb,
+                                                   image_to_rgb, msg_to_rgb,
                                                    rgb_to_image)
 
 RNG = np.random.default_rng(0)
@@ -165,3 +166,65 @@ def test_other_types_are_refused():
         msg_to_rgb('an image')
     with pytest.raises(ImageError):
         rgb_to_image(np.zeros((2, 2), np.uint8))
+
+
+def _encoded(ext: str, rgb: np.ndarray = RGB) -> bytes:
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def bomb_jpeg(height: int = 20000, width: int = 20000) -> bytes:
+    """Return a small real JPEG whose frame header claims `height` x `width` pixels."""
+    data = bytearray(_encoded('.jpg', np.zeros((8, 8, 3), np.uint8)))
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)
+
+
+@pytest.mark.parametrize('ext, kind', [('.png', 'png'), ('.jpg', 'jpeg')])
+def test_compressed_size_is_read_from_the_header(ext, kind):
+    """JPEG and PNG headers give format, height and width without decoding."""
+    assert compressed_size(_encoded(ext)) == (kind, 5, 7)
+    progressive = cv2.imencode('.jpg', RGB, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert compressed_size(progressive) == ('jpeg', 5, 7)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    """A 20000x20000 JPEG header is refused from its header: nothing is decoded."""
+    msg = CompressedImage(format='jpeg')
+    msg.data = bomb_jpeg()
+    assert len(msg.data) < 1000
+    with pytest.raises(ImageError, match='20000x20000 = 400000000 pixels'):
+        check_msg(msg, max_pixels=8_294_400)
+    with pytest.raises(ImageError, match='max_image_pixels'):
+        compressed_to_rgb(msg, max_pixels=8_294_400)
+
+
+@pytest.mark.parametrize('data, words', [
+    (cv2.imencode('.bmp', RGB)[1].tobytes(), 'neither JPEG nor PNG'),
+    (b'\xff\xd8\xff\xd9', 'no frame header'),
+    (b'\x89PNG\r\n\x1a\n', 'no IHDR'),
+])
+def test_other_or_truncated_formats_are_refused_with_the_accepted_ones(data, words):
+    """BMP (decodable by OpenCV, but not named in the README) and truncated headers fail."""
+    msg = CompressedImage(format='bmp')
+    msg.data = data
+    with pytest.raises(ImageError, match=words):
+        compressed_to_rgb(msg)
+
+
+def test_elongated_images_are_refused_above_max_aspect_ratio():
+    """A 1x65536 image costs gigabytes in the processor: refused by its ratio, cheaply."""
+    thin = Image(height=1, width=65536, encoding='rgb8', step=3 * 65536)
+    with pytest.raises(ImageError, match='aspect ratio of 65536.0, more than max_aspect_ratio'):
+        check_msg(thin, max_pixels=8_294_400, max_aspect_ratio=10.0)
+    check_msg(thin, max_pixels=8_294_400, max_aspect_ratio=0.0)  # 0: no limit
+    wide = rgb_to_image(np.zeros((10, 100, 3), np.uint8))
+    assert image_to_rgb(wide, max_aspect_ratio=10.0).shape == (10, 100, 3)
+    with pytest.raises(ImageError, match='max_aspect_ratio'):
+        image_to_rgb(wide, max_aspect_ratio=9.9)
+    msg = CompressedImage(format='png')
+    msg.data = _encoded('.png', np.zeros((2, 40, 3), np.uint8))
+    with pytest.raises(ImageError, match='max_aspect_ratio'):
+        msg_to_rgb(msg, max_aspect_ratio=10.0)

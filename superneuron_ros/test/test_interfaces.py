@@ -36,73 +36,61 @@ from superneuron_interfaces.srv import ListTasks
 
 SERVER = Path(__file__).resolve().parent / 'interfaces_echo_server.py'
 
-ANSWER_FIELDS = {
-    'task': 'string',
-    'label': 'string',
-    'label_index': 'int32',
-    'labels': 'sequence<string>',
-    'scores': 'sequence<float>',
-    'confidence': 'float',
-    'exit_layer': 'int32',
-}
+# ROS interface types as the generated Python types name them.
+IDL_NAMES = {'bool': 'boolean', 'byte': 'octet', 'char': 'uint8', 'float32': 'float',
+             'float64': 'double'}
+TYPES = {'msg/Answer.msg': [Answer], 'msg/LatencyStats.msg': [LatencyStats],
+         'msg/TaskInfo.msg': [TaskInfo], 'srv/Ask.srv': [Ask.Request, Ask.Response],
+         'srv/ListTasks.srv': [ListTasks.Request, ListTasks.Response]}
 
-EXPECTED_FIELDS = {
-    Ask.Request: {
-        'task': 'string',
-        'camera': 'string',
-        'image': 'sensor_msgs/Image',
-        'max_age': 'float',
-    },
-    Ask.Response: {
-        'success': 'boolean',
-        'error': 'string',
-        **ANSWER_FIELDS,
-        'image_stamp': 'builtin_interfaces/Time',
-        'latency_ms': 'float',
-    },
-    Answer: {
-        'header': 'std_msgs/Header',
-        **ANSWER_FIELDS,
-        'latency_ms': 'float',
-    },
-    LatencyStats: {
-        'header': 'std_msgs/Header',
-        'node': 'string',
-        'task': 'string',
-        'camera': 'string',
-        'preprocess_ms': 'float',
-        'vision_ms': 'float',
-        'decoder_ms': 'float',
-        'classify_ms': 'float',
-        'total_ms': 'float',
-        'p50_ms': 'float',
-        'p95_ms': 'float',
-        'answers_per_second': 'float',
-        'dropped_frames': 'uint64',
-        'answered_frames': 'uint64',
-    },
-    TaskInfo: {
-        'name': 'string',
-        'question': 'string',
-        'labels': 'sequence<string>',
-        'exit_layer': 'int32',
-        'num_neurons': 'int32',
-        'calibration_accuracy': 'float',
-    },
-    ListTasks.Request: {},
-    ListTasks.Response: {'tasks': 'sequence<superneuron_interfaces/TaskInfo>'},
-}
+
+def idl_type(ros_type: str) -> str:
+    """Map a .msg field type (float32, Answer[], std_msgs/Header) to the generated type name."""
+    base, array = (ros_type[:-2], True) if ros_type.endswith('[]') else (ros_type, False)
+    if '/' not in base and base[:1].isupper():
+        base = f'superneuron_interfaces/{base}'
+    base = IDL_NAMES.get(base, base)
+    return f'sequence<{base}>' if array else base
+
+
+def declared_fields(text: str) -> list[list[tuple[str, str]]]:
+    """Return the (name, generated type) of every field of each part of a .msg/.srv text."""
+    parts = [[]]
+    for line in text.splitlines():
+        code = line.split('#', 1)[0].strip()
+        if code == '---':
+            parts.append([])
+        elif code:
+            ros_type, name = code.split()[:2]
+            parts[-1].append((name, idl_type(ros_type)))
+    return parts
+
 
 INTERFACE_FILES = ['msg/Answer.msg', 'msg/LatencyStats.msg', 'msg/TaskInfo.msg',
                    'srv/Ask.srv', 'srv/ListTasks.srv']
 FIELD_LINE = re.compile(r'^[A-Za-z][\w/]*(\[\d*\])?\s+[a-z]\w*(\s*=.*)?$')
 
 
-@pytest.mark.parametrize('msg_type', list(EXPECTED_FIELDS), ids=lambda t: t.__name__)
-def test_fields_and_types(msg_type):
-    """Each generated type has exactly the documented fields, in order, with their types."""
-    fields = msg_type.get_fields_and_field_types()
-    assert list(fields.items()) == list(EXPECTED_FIELDS[msg_type].items())
+@pytest.mark.parametrize('relative', list(TYPES))
+def test_generated_types_have_the_installed_definitions_fields(relative):
+    """Each generated type has exactly the fields of its installed .msg/.srv file, in order."""
+    share = Path(get_package_share_directory('superneuron_interfaces'))
+    parts = declared_fields((share / relative).read_text(encoding='utf-8'))
+    assert len(parts) == len(TYPES[relative])
+    for msg_type, fields in zip(TYPES[relative], parts):
+        assert list(msg_type.get_fields_and_field_types().items()) == fields, msg_type
+
+
+def test_the_contract_the_node_and_clients_rely_on():
+    """Ask takes several tasks and returns Answer messages; LatencyStats has mean_layers_run."""
+    request = Ask.Request.get_fields_and_field_types()
+    response = Ask.Response.get_fields_and_field_types()
+    assert request['tasks'] == 'sequence<string>' and request['image'] == 'sensor_msgs/Image'
+    assert response['answers'] == 'sequence<superneuron_interfaces/Answer>'
+    assert set(response) == {'success', 'error', 'refusal', 'answers'}
+    assert LatencyStats.get_fields_and_field_types()['mean_layers_run'] == 'float'
+    assert idl_type('float32[]') == 'sequence<float>' and idl_type('TaskInfo') == (
+        'superneuron_interfaces/TaskInfo')
 
 
 def uncommented_fields(text: str) -> list[str]:
@@ -182,30 +170,35 @@ def call(node, executor, srv_type, name, request):
 
 
 def test_ask_round_trip_between_processes(echo_server, client_node):
-    """An Ask request with an image reaches another process and its answer comes back whole."""
+    """An Ask request with two tasks and an image reaches another process; answers come back."""
     node, executor = client_node
     image = Image(height=2, width=3, encoding='rgb8', step=9, data=bytes(range(18)))
     image.header.stamp = Time(sec=12, nanosec=345)
-    request = Ask.Request(task='door_open', camera='front', image=image, max_age=0.5)
+    image.header.frame_id = 'front_optical'
+    request = Ask.Request(tasks=['door_open', 'door_open'], camera='front', image=image,
+                          max_age=0.5)
     response = call(node, executor, Ask, f'{echo_server}/ask', request)
-    assert response.success
-    assert response.task == 'door_open'
+    assert response.success and response.refusal == ''
     assert response.error == 'front'
-    assert list(response.labels) == ['no', 'yes']
-    assert (response.label, response.label_index) == ('yes', 1)
-    assert list(response.scores) == pytest.approx([0.5, 18.0])
-    assert response.confidence == pytest.approx(0.75)
-    assert response.exit_layer == 2
-    assert (response.image_stamp.sec, response.image_stamp.nanosec) == (12, 345)
-    assert response.latency_ms == pytest.approx(sum(range(18)))
+    assert len(response.answers) == 2
+    for answer in response.answers:
+        assert answer.task == 'door_open'
+        assert list(answer.labels) == ['no', 'yes']
+        assert (answer.label, answer.label_index) == ('yes', 1)
+        assert list(answer.scores) == pytest.approx([0.5, 18.0])
+        assert answer.confidence == pytest.approx(0.75)
+        assert answer.exit_layer == 2
+        assert (answer.header.stamp.sec, answer.header.stamp.nanosec) == (12, 345)
+        assert answer.header.frame_id == 'front_optical'
+        assert answer.latency_ms == pytest.approx(sum(range(18)))
 
 
 def test_ask_failure_and_list_tasks(echo_server, client_node):
     """A failed Ask carries its reason; ListTasks returns TaskInfo entries with every field."""
     node, executor = client_node
-    response = call(node, executor, Ask, f'{echo_server}/ask', Ask.Request(task='nope'))
-    assert not response.success
-    assert response.label_index == -1
+    response = call(node, executor, Ask, f'{echo_server}/ask', Ask.Request(tasks=['nope']))
+    assert not response.success and list(response.answers) == []
+    assert response.refusal == 'busy'
     assert 'nope' in response.error and 'ListTasks' in response.error
     tasks = call(node, executor, ListTasks, f'{echo_server}/list_tasks',
                  ListTasks.Request()).tasks

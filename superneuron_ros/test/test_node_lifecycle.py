@@ -15,8 +15,9 @@
 """
 Tests of the lifecycle node's transitions, endpoints and parameters, driven over ROS.
 
-The node runs in this process under a MultiThreadedExecutor with a scripted runtime (no model),
-so that every transition can be exercised quickly; test_node_process.py runs the real thing.
+The node runs in this process under a SingleThreadedExecutor, as main.py runs it, with a
+scripted runtime (no model), so that every transition can be exercised quickly;
+test_node_process.py runs the real thing.
 """
 
 import threading
@@ -30,7 +31,7 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -58,7 +59,7 @@ class Harness:
         self.node = SuperneuronNode(NAME, loader=loader, context=context, namespace=NS,
                                     parameter_overrides=overrides)
         self.client = rclpy.create_node('sn_lifecycle_client', context=context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -144,6 +145,9 @@ def test_configure_activate_answer_deactivate_cleanup(harness):
     assert h.state() == 'unconfigured' and not h.runtimes
     wait_until(lambda: h.status('model'), what='diagnostics while unconfigured')
     assert h.status('model').level == DiagnosticStatus.OK
+    response = h.call(Ask, f'{FQN}/ask', Ask.Request(tasks=['door'], image=_frame(1)))
+    assert (response.success, response.refusal) == (False, 'inactive')
+    assert 'unconfigured' in response.error
     assert h.transition(Transition.TRANSITION_CONFIGURE) and h.state() == 'inactive'
     assert len(h.runtimes) == 1
     assert h.transition(Transition.TRANSITION_ACTIVATE) and h.state() == 'active'
@@ -166,8 +170,9 @@ def test_configure_activate_answer_deactivate_cleanup(harness):
     wait_until(lambda: yes, what='the yes topic')
     assert yes[0].data is True
 
-    response = h.call(Ask, f'{FQN}/ask', Ask.Request(task='room'))
-    assert response.success and response.label == 'kitchen' and response.image_stamp.sec == 5
+    response = h.call(Ask, f'{FQN}/ask', Ask.Request(tasks=['room', 'door']))
+    assert response.success and [a.label for a in response.answers] == ['kitchen', 'yes']
+    assert response.answers[0].header.stamp.sec == 5
     tasks = h.call(ListTasks, f'{FQN}/list_tasks', ListTasks.Request()).tasks
     assert [t.name for t in tasks] == ['door', 'room']
     wait_until(lambda: [m for m in latency if m.task == 'door' and m.answered_frames > 0],
@@ -178,16 +183,18 @@ def test_configure_activate_answer_deactivate_cleanup(harness):
     assert h.transition(Transition.TRANSITION_DEACTIVATE) and h.state() == 'inactive'
     assert not h.runtimes[0].closed
     assert h.client.count_subscribers(f'{NS}/front/image_raw') == 0
-    wait_until(lambda: not h.client.get_service_names_and_types_by_node(NAME, NS) or all(
-        not n.endswith('/ask') for n, _ in h.client.get_service_names_and_types_by_node(
-            NAME, NS)), what='~/ask to disappear')
+    wait_until(lambda: h.client.count_publishers(f'{FQN}/answers/door') == 0,
+               what='the answer publisher to go')
+    response = h.call(Ask, f'{FQN}/ask', Ask.Request(tasks=['door']))
+    assert (response.success, response.refusal) == (False, 'inactive')  # ~/ask stays
+    assert 'state inactive' in response.error
     assert h.transition(Transition.TRANSITION_CLEANUP) and h.state() == 'unconfigured'
     assert h.runtimes[0].closed
     # Reconfiguring builds a new runtime; the node works again.
     assert h.transition(Transition.TRANSITION_CONFIGURE)
     assert h.transition(Transition.TRANSITION_ACTIVATE)
     assert len(h.runtimes) == 2
-    assert h.call(Ask, f'{FQN}/ask', Ask.Request(task='door', image=_frame(1))).success
+    assert h.call(Ask, f'{FQN}/ask', Ask.Request(tasks=['door'], image=_frame(1))).success
 
 
 def test_parameters_are_validated_at_runtime(harness):
@@ -203,8 +210,13 @@ def test_parameters_are_validated_at_runtime(harness):
     assert not result.successful and 'positive number' in result.reason
     result = h.set_parameter('profiles', ['/elsewhere'])
     assert result.successful
+    wait_until(lambda: h.client.count_publishers(f'{FQN}/answers/door') == 1,
+               what='the door publisher')
     assert h.set_parameter('standing_tasks', ['room@front:5.0']).successful
-    assert h.node.worker.scheduler.tasks[0].task == 'room'
+    assert [t.task for t in h.node.standing] == ['room']
+    wait_until(lambda: h.client.count_publishers(f'{FQN}/answers/door') == 0
+               and h.client.count_publishers(f'{FQN}/answers/room') == 1,
+               what="the removed task's publisher to go and the new one to come")
     readonly = h.call(SetParameters, f'{FQN}/set_parameters', SetParameters.Request(
         parameters=[ParameterMsg(name='model_path', value=ParameterValue(
             type=ParameterType.PARAMETER_STRING, string_value='/x'))])).results[0]

@@ -65,6 +65,22 @@ def test_stats_book_tracks_answers_drops_and_frames_per_series():
     assert book.camera('front', now=100.0).age_s == pytest.approx(98.1)
 
 
+def test_latency_snapshots_skip_silent_series_and_average_layers_run():
+    """recent_only drops series with no answer in the window; layers_run is averaged."""
+    book = StatsBook(window_s=5.0)
+    book.track('shape', 'rear')
+    for i, layers in enumerate([2.0, 4.0, float('nan')]):
+        book.record_answer('door', 'front', 1.0 + i, 1.0, 2.0, 3.0, 0.5, 10.0, layers)
+    book.record_answer('room', 'ask:request', 1.0, 1.0, 2.0, 3.0, 0.5, 10.0)
+    assert [(s.task, s.camera) for s in book.answers(4.0)] == [
+        ('door', 'front'), ('room', 'ask:request'), ('shape', 'rear')]
+    [door, room] = book.answers(4.0, recent_only=True)
+    assert door.mean_layers_run == pytest.approx(3.0) and math.isnan(room.mean_layers_run)
+    assert [s.task for s in book.answers(8.5, recent_only=True)] == []  # all out of window
+    book.forget('door', 'front')
+    assert [s.task for s in book.answers(4.0)] == ['room', 'shape']
+
+
 def _statuses(msg):
     return {status.name: status for status in msg.status}
 

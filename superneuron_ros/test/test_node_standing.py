@@ -12,15 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests of the frame store and the standing-task scheduler and worker (no ROS, no model)."""
-
-import threading
-import time
+"""Tests of the frame store and the standing-task scheduler (no ROS, no model)."""
 
 import pytest
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.params import StandingTask
-from superneuron_ros.node.standing import StandingScheduler, StandingWorker
+from superneuron_ros.node.standing import StandingScheduler
 
 DOOR = StandingTask('door', 'front', 0.0)
 SHAPE = StandingTask('shape', 'front', 0.0)
@@ -41,6 +38,15 @@ def test_store_keeps_only_the_newest_frame_and_counts_arrivals():
     assert store.count_between('front', 1, 5, since=12.5) == 1
     with pytest.raises(KeyError):
         store.latest('side')
+
+
+def test_store_calls_on_frame_after_each_frame():
+    """The worker is woken by every new frame, after the store has released its lock."""
+    calls = []
+    store = FrameStore(['front'], on_frame=lambda: calls.append(store.seq('front')))
+    store.put('front', 'a', now=0.0)
+    store.put('front', 'b', now=1.0)
+    assert calls == [1, 2]
 
 
 def test_every_frame_tasks_of_one_camera_share_one_batch_on_the_newest_frame():
@@ -120,69 +126,3 @@ def test_cameras_take_turns():
         scheduler.consume(batch, step)
         order.append(batch.frame.camera)
     assert order == ['front', 'rear', 'front', 'rear']
-
-
-def test_worker_skips_to_the_newest_frame_and_never_builds_a_backlog():
-    """With a producer much faster than the answers, every answer is on a recent frame."""
-    store = FrameStore(['front'])
-    answered, dropped = [], []
-
-    def answer(batch):
-        answered.append((batch.frame.seq, store.seq('front')))
-        dropped.append(sum(batch.dropped))
-        time.sleep(0.03)
-
-    worker = StandingWorker(store, [DOOR], answer)
-    worker.start()
-    try:
-        for i in range(100):
-            store.put('front', i, now=time.monotonic())
-            time.sleep(0.002)
-        time.sleep(0.2)
-        final = len(answered)
-        time.sleep(0.1)
-        assert len(answered) == final, 'the worker kept answering after frames stopped'
-    finally:
-        assert worker.stop(timeout=5.0)
-    assert 3 <= len(answered) < 60
-    seqs = [seq for seq, _ in answered]
-    assert seqs == sorted(set(seqs)) and seqs[-1] == 100
-    # Each answer was on the newest frame when it was taken (the store moved on later only).
-    assert all(newest >= seq for seq, newest in answered)
-    assert len(answered) + sum(dropped) == 100
-
-
-def test_worker_survives_errors_and_reports_them():
-    """An exception in answer() is counted and passed on; the next frame is answered."""
-    store = FrameStore(['front'])
-    seen, errors = [], []
-    done = threading.Event()
-
-    def answer(batch):
-        seen.append(batch.frame.msg)
-        if batch.frame.msg == 'bad':
-            raise ValueError('broken frame')
-        done.set()
-
-    worker = StandingWorker(store, [DOOR], answer, on_error=lambda b, e: errors.append(str(e)))
-    worker.start()
-    try:
-        store.put('front', 'bad', now=time.monotonic())
-        deadline = time.monotonic() + 5
-        while not errors and time.monotonic() < deadline:
-            time.sleep(0.01)
-        store.put('front', 'good', now=time.monotonic())
-        assert done.wait(5.0)
-    finally:
-        assert worker.stop(timeout=5.0)
-    assert seen == ['bad', 'good'] and errors == ['broken frame']
-    assert worker.errors == 1 and 'ValueError' in worker.last_error
-
-
-def test_stop_wakes_an_idle_worker_at_once():
-    """A worker waiting for frames stops within a fraction of a second."""
-    worker = StandingWorker(FrameStore(['front']), [DOOR], lambda batch: None)
-    worker.start()
-    start = time.monotonic()
-    assert worker.stop(timeout=5.0)
-    assert time.monotonic() - start < 1.0

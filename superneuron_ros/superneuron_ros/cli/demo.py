@@ -154,7 +154,7 @@ def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]
     from superneuron_ros.lab.demo.client import DemoClient
     context = rclpy.Context()
     rclpy.init(context=context)
-    client = DemoClient(f'/{NODE_NAME}', sorted({s.split('@')[0] for s in standing}), asked,
+    client = DemoClient(f'/{NODE_NAME}', standing, asked,
                         args.ask_rate, image_every=3, size=64, seed=args.seed + 1000,
                         context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)

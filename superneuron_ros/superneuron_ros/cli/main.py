@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     'train-demo': 'train_demo',
     'demo': 'demo',
     'import-bag': 'import_bag',
+    'loadtest': 'loadtest',
 }
 
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='superneuron',
         description='Offline tools for Super Neuron profiles: scenes, calibrate, eval, bench, '
-                    'train-demo, demo, import-bag.')
+                    'train-demo, demo, import-bag, loadtest.')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     subparsers.required = True

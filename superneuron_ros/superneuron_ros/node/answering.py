@@ -13,59 +13,66 @@
 # limitations under the License.
 
 """
-Answering: the ~/ask and ~/list_tasks handlers and the standing-task batch handler.
+Answering: Ask requests become worker jobs, outcomes become responses and standing answers.
 
 Bad input never raises out of here: every problem becomes ``success=False`` with an error that
-says what to do, and the next request is answered as usual.
+says what to do, and the next request is answered as usual. Everything that can be checked
+without decoding pixels (tasks, camera, frame age, image size from its header) is checked when
+the call arrives, so a bad call is refused at once and never waits in the queue.
 """
 
 import time
 from typing import Any, Callable, Mapping
 
+from rclpy.task import Future
 from superneuron_ros.errors import ImageError, SuperneuronError, UnknownTaskError
 from superneuron_ros.node.cameras import FrameStore
-from superneuron_ros.node.image_conversion import msg_to_rgb
+from superneuron_ros.node.image_conversion import check_msg
 from superneuron_ros.node.messages import (answer_msg, fail_ask_response, fill_ask_response,
                                            task_info_msg)
 from superneuron_ros.node.model import ModelNotLoadedError, ModelSlot
 from superneuron_ros.node.params import NodeSettings
 from superneuron_ros.node.standing import Batch
 from superneuron_ros.node.stats import ASK_PREFIX, REQUEST_SOURCE, StatsBook
+from superneuron_ros.node.worker import InferenceWorker, Job, Outcome
 
 
 class Answerer:
-    """Turns requests and frames into answers using the model slot, frames and settings."""
+    """Turns requests into jobs and outcomes into messages, recording statistics."""
 
-    def __init__(self, model: ModelSlot, store: FrameStore, stats: StatsBook,
-                 settings: Callable[[], NodeSettings], logger: Any,
-                 clock: Callable[[], float] = time.monotonic,
+    def __init__(self, model: ModelSlot, stats: StatsBook, settings: Callable[[], NodeSettings],
+                 logger: Any, clock: Callable[[], float] = time.monotonic,
                  topics: Mapping[str, str] | None = None) -> None:
         """
-        Answer with `model` on frames of `store`; `settings()` returns the current settings.
+        Answer with `model`; `settings()` returns the current settings.
 
         `topics` maps camera names to their resolved topics, for error messages.
         """
         self.topics = topics if topics is not None else {}
         self.model = model
-        self.store = store
+        self.store = FrameStore(())
         self.stats = stats
         self.settings = settings
         self.logger = logger
         self.clock = clock
 
-    def _check_task(self, task: str) -> None:
+    def _check_tasks(self, tasks: list[str]) -> None:
         if not self.model.loaded:
             raise ModelNotLoadedError('no model is loaded; configure and activate the node (its '
                                       'diagnostics say why loading failed)')
         loaded = sorted(self.model.tasks)
-        if not task:
-            raise UnknownTaskError(f'the request names no task; set task to one of {loaded} '
+        if not tasks or not all(tasks):
+            raise UnknownTaskError(f'the request names no task (or an empty one); set tasks to '
+                                   f'one or more of {loaded} (~/list_tasks lists them)')
+        unknown = [task for task in tasks if task not in loaded]
+        if unknown:
+            raise UnknownTaskError(f'unknown task(s) {unknown}; loaded tasks are {loaded} '
                                    '(~/list_tasks lists them)')
-        if task not in loaded:
-            raise UnknownTaskError(f'unknown task {task!r}; loaded tasks are {loaded} '
-                                   '(~/list_tasks lists them)')
+        repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+        if repeated:
+            raise UnknownTaskError(f'tasks {repeated} are asked more than once; ask each once')
 
-    def _frame_image(self, request: Any, settings: NodeSettings, now: float) -> tuple:
+    def _frame(self, request: Any, settings: NodeSettings, now: float) -> Any:
         camera = request.camera or settings.resolved_default_camera
         if camera not in self.store.cameras:
             raise ImageError(f'unknown camera {camera!r}; cameras are '
@@ -84,80 +91,104 @@ class Answerer:
             raise ImageError(f'the newest frame of camera {camera!r} is {frame.age(now):.2f} s '
                              f'old, more than max_age {max_age:g} s; check the camera, or allow '
                              'older frames with max_age')
-        return frame.msg, camera
+        return frame
 
-    def ask(self, request: Any, response: Any) -> Any:
-        """Answer one Ask request; never raises."""
-        start = self.clock()
+    def prepare(self, request: Any) -> Job:
+        """Check an Ask request and return its job; raise SuperneuronError when it is bad."""
+        now = self.clock()
+        tasks = [str(task) for task in request.tasks]
+        self._check_tasks(tasks)
+        settings = self.settings()
+        if len(request.image.data) > 0:
+            msg, key, source = request.image, None, REQUEST_SOURCE
+        else:
+            frame = self._frame(request, settings, now)
+            msg, key, source = frame.msg, (frame.camera, frame.seq), ASK_PREFIX + frame.camera
+        check_msg(msg, settings.max_image_pixels, settings.max_aspect_ratio)
+        return Job(tuple(tasks), msg, key, source, now)
+
+    async def ask(self, request: Any, response: Any, worker: InferenceWorker,
+                  refusal: tuple[str, str] = ('', ''),
+                  wake: Callable[[], None] = lambda: None) -> Any:
+        """
+        Answer one Ask call: check it, queue it on `worker`, await the answer; never raises.
+
+        `refusal` (reason, message) refuses the call at once (the node is not active or shuts
+        down). `wake()` is called from the worker thread once the answer is ready, so that the
+        executor resumes this coroutine.
+        """
+        tasks = list(request.tasks)
+        if refusal[0]:
+            return self.refuse(response, tasks, refusal[1], refusal[0])
         try:
-            self._check_task(request.task)
-            settings = self.settings()
-            if len(request.image.data) > 0:
-                msg, source = request.image, REQUEST_SOURCE
-            else:
-                msg, camera = self._frame_image(request, settings, start)
-                source = ASK_PREFIX + camera
-            image = msg_to_rgb(msg, settings.max_image_pixels)
-            converted = self.clock()
-            result = self.model.answer(image, [request.task])
+            job = self.prepare(request)
         except SuperneuronError as exc:
-            self.logger.warning(f'ask {request.task!r} refused: {exc}')
-            return fail_ask_response(response, request.task, str(exc),
-                                     1e3 * (self.clock() - start))
-        except Exception as exc:  # a bug or a device failure must not take the node down
-            self.logger.error(f'ask {request.task!r} failed: {type(exc).__name__}: {exc}')
-            return fail_ask_response(
-                response, request.task, f'internal error ({type(exc).__name__}: {exc}); see the '
-                'node log and report it', 1e3 * (self.clock() - start))
-        done = self.clock()
-        times = result.times
-        total_ms = 1e3 * (done - start)
-        self.stats.record_answer(request.task, source, done,
-                                 1e3 * (converted - start) + times.preprocess_ms,
-                                 times.vision_ms, times.decoder_ms, times.classify_ms, total_ms)
-        return fill_ask_response(response, result.predictions[0], request.task,
-                                 msg.header.stamp, total_ms)
+            return self.refuse(response, tasks, str(exc))
+        future = Future()
+
+        def finish(outcome: Outcome) -> None:
+            future.set_result(outcome)
+            wake()
+        job.finish = finish
+        reason = worker.submit(job)
+        if reason:
+            return self.refuse(response, tasks, f'the node is {reason} ('
+                               f'{self.settings().max_queue} calls queued, max_queue); retry '
+                               'later', reason)
+        outcome = await future
+        return self.respond(response, job, outcome)
+
+    def refuse(self, response: Any, tasks: Any, error: str, refusal: str = '') -> Any:
+        """Fill a failed response and log why."""
+        self.logger.warning(f'ask {list(tasks)} {"refused" if refusal else "failed"}: {error}',
+                            throttle_duration_sec=1.0)
+        return fail_ask_response(response, error, refusal)
+
+    def respond(self, response: Any, job: Job, outcome: Outcome) -> Any:
+        """Fill the response of `job` from the worker's outcome and record its statistics."""
+        if outcome.error or outcome.refusal:
+            return self.refuse(response, job.tasks, outcome.error, outcome.refusal)
+        total_ms = 1e3 * (outcome.done - job.received)
+        answers = []
+        for task in job.tasks:
+            answers.append(answer_msg(outcome.predictions[task], task, job.msg.header, total_ms))
+            self._record(task, job.source, outcome, total_ms)
+        return fill_ask_response(response, answers)
+
+    def _record(self, task: str, source: str, outcome: Outcome, total_ms: float) -> None:
+        self.stats.record_answer(task, source, outcome.done, outcome.preprocess_ms,
+                                 outcome.vision_ms, outcome.decoder_ms, outcome.classify_ms,
+                                 total_ms, outcome.layers_run)
 
     def list_tasks(self, request: Any, response: Any) -> Any:
         """Fill a ListTasks response with every loaded task."""
         response.tasks = [task_info_msg(info) for info in self.model.tasks.values()]
         return response
 
-    def answer_batch(self, batch: Batch, publish: Callable[[str, Any, bool | None], None]
-                     ) -> None:
+    def publish_batch(self, batch: Batch, outcome: Outcome,
+                      publish: Callable[[str, str, Any, bool | None], None]) -> None:
         """
-        Answer the due standing tasks of one frame in one runtime call and publish them.
+        Publish the standing answers of one batch, or count its frame as dropped.
 
-        `publish(task, answer_msg, yes)` sends the Answer and, for yes/no tasks, yes as a bool.
-        Frames older than max_image_age are dropped, not answered.
+        `publish(task, camera, answer_msg, yes)` sends the Answer and, for yes/no tasks, yes as a
+        bool.
         """
         frame, camera = batch.frame, batch.frame.camera
         for task, skipped in zip(batch.tasks, batch.dropped):
             self.stats.record_dropped(task.task, camera, skipped)
-        settings = self.settings()
-        start = self.clock()
-        if settings.max_image_age > 0 and frame.age(start) > settings.max_image_age:
+        if outcome.error:
             for task in batch.tasks:
                 self.stats.record_dropped(task.task, camera)
+            if not outcome.refusal:  # a stale frame is only counted
+                self.logger.error(f'standing tasks {[t.task for t in batch.tasks]} on camera '
+                                  f'{camera} failed: {outcome.error}', throttle_duration_sec=5.0)
             return
         infos = self.model.tasks
-        names = [task.task for task in batch.tasks]
-        try:
-            image = msg_to_rgb(frame.msg, settings.max_image_pixels)
-            converted = self.clock()
-            result = self.model.answer(image, names)
-        except Exception:
-            for name in names:
-                self.stats.record_dropped(name, camera)
-            raise
-        done = self.clock()
-        times = result.times
-        total_ms = 1e3 * (done - frame.received)
-        for name, prediction in zip(names, result.predictions):
-            yes_index = infos[name].yes_index
+        total_ms = 1e3 * (outcome.done - frame.received)
+        for task in batch.tasks:
+            name = task.task
+            prediction = outcome.predictions[name]
+            yes_index = infos[name].yes_index if name in infos else None
             yes = None if yes_index is None else int(prediction.label_index) == yes_index
-            publish(name, answer_msg(prediction, name, frame.msg.header, total_ms), yes)
-            self.stats.record_answer(name, camera, done,
-                                     1e3 * (converted - start) + times.preprocess_ms,
-                                     times.vision_ms, times.decoder_ms, times.classify_ms,
-                                     total_ms)
+            publish(name, camera, answer_msg(prediction, name, frame.msg.header, total_ms), yes)
+            self._record(name, camera, outcome, total_ms)

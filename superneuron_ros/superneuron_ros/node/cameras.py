@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The newest frame of each camera, and a condition the standing-task worker waits on.
+The newest frame of each camera; every new frame wakes the inference worker.
 
 Image callbacks only store the message (no conversion), so image intake never waits for the
 model. Older frames are replaced, never queued; a short arrival history lets the worker count
@@ -23,7 +23,7 @@ the frames it skipped.
 from collections import deque
 from dataclasses import dataclass
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,13 @@ class Frame:
 
 
 class FrameStore:
-    """Thread-safe newest frame per camera; waiters are woken by every new frame."""
+    """Thread-safe newest frame per camera; `on_frame()` is called after every new frame."""
 
-    def __init__(self, cameras: Sequence[str], history: int = 1024) -> None:
+    def __init__(self, cameras: Sequence[str], history: int = 1024,
+                 on_frame: Callable[[], None] | None = None) -> None:
         """Hold the newest frame of each camera in `cameras` and `history` arrival times."""
         self.condition = threading.Condition()
+        self.on_frame = on_frame
         self._latest: dict[str, Frame | None] = dict.fromkeys(cameras)
         self._seq = dict.fromkeys(cameras, 0)
         self._arrivals = {name: deque(maxlen=history) for name in cameras}
@@ -64,6 +66,8 @@ class FrameStore:
             self._latest[camera] = frame
             self._arrivals[camera].append((frame.seq, now))
             self.condition.notify_all()
+        if self.on_frame is not None:
+            self.on_frame()  # outside the lock: the worker reads the store under its own
         return frame
 
     def latest(self, camera: str) -> Frame | None:

@@ -39,7 +39,20 @@ ENCODINGS = {
 SUPPORTED_ENCODINGS = tuple(ENCODINGS)
 
 
-def _check_pixels(height: int, width: int, max_pixels: int) -> None:
+# Compressed formats accepted, as named in the README: their size is read from the header first.
+COMPRESSED_FORMATS = ('jpeg', 'png')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...): they carry the image size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def check_size(height: int, width: int, max_pixels: int, max_aspect_ratio: float = 0.0) -> None:
+    """
+    Refuse an empty image, one over `max_pixels` or one more elongated than `max_aspect_ratio`.
+
+    A limit of 0 disables that check. The aspect-ratio bound exists because image processors
+    scale the short side up to their input size: a 1x65536 image would become gigabytes.
+    """
     if height <= 0 or width <= 0:
         raise ImageError(f'the image is empty ({width}x{height}); publish an image with pixels')
     if max_pixels > 0 and height * width > max_pixels:
@@ -47,15 +60,81 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
             f'the image has {width}x{height} = {width * height} pixels, more than '
             f'max_image_pixels = {max_pixels}; publish a smaller image or raise the '
             'max_image_pixels parameter')
+    ratio = max(height, width) / min(height, width)
+    if max_aspect_ratio > 0 and ratio > max_aspect_ratio:
+        raise ImageError(
+            f'the image is {width}x{height}, an aspect ratio of {ratio:.1f}, more than '
+            f'max_aspect_ratio = {max_aspect_ratio:g}; crop or resize it, or raise the '
+            'max_aspect_ratio parameter')
 
 
-def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ImageError('the JPEG data is corrupt (no marker where one was expected); '
+                             'publish a valid JPEG')
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], 'big')
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            return (int.from_bytes(data[pos + 5:pos + 7], 'big'),
+                    int.from_bytes(data[pos + 7:pos + 9], 'big'))
+        pos += 2 + length
+    raise ImageError('the JPEG data has no frame header with the image size; publish a valid '
+                     'JPEG')
+
+
+def compressed_size(data: bytes) -> tuple[str, int, int]:
+    """
+    Return (format, height, width) read from a JPEG or PNG header, without decoding pixels.
+
+    Raises ImageError for other formats and for headers that do not say the size.
+    """
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b'IHDR':
+            raise ImageError('the PNG data has no IHDR header; publish a valid PNG')
+        return ('png', int.from_bytes(data[20:24], 'big'), int.from_bytes(data[16:20], 'big'))
+    if data[:2] == b'\xff\xd8':
+        return ('jpeg', *_jpeg_size(data))
+    raise ImageError(f'the compressed image is neither JPEG nor PNG (first bytes '
+                     f'{bytes(data[:4]).hex()}); publish one of {", ".join(COMPRESSED_FORMATS)}')
+
+
+def check_msg(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> None:
+    """
+    Check an image message's size against the limits from its fields or header only.
+
+    Cheap (no pixel is decoded), so callbacks can refuse a bad image before queueing it.
+    """
+    if isinstance(msg, CompressedImage):
+        data = bytes(msg.data[:65536]) if len(msg.data) else b''
+        if not data:
+            raise ImageError('the compressed image has no data; publish a non-empty image')
+        _, height, width = compressed_size(data)
+    elif isinstance(msg, Image):
+        height, width = int(msg.height), int(msg.width)
+    else:
+        raise ImageError(f'cannot convert a {type(msg).__name__} to an image; send a '
+                         'sensor_msgs/Image or sensor_msgs/CompressedImage')
+    check_size(height, width, max_pixels, max_aspect_ratio)
+
+
+def image_to_rgb(msg: Image, max_pixels: int = 0, max_aspect_ratio: float = 0.0
+                 ) -> np.ndarray:
     """
     Convert a sensor_msgs/Image to a new (H, W, 3) uint8 RGB array.
 
     Supports the encodings in SUPPORTED_ENCODINGS, padded rows (step larger than a row's bytes)
-    and big-endian 16-bit data; mono16 is scaled to 8 bit (value / 256). `max_pixels` > 0
-    refuses larger images.
+    and big-endian 16-bit data; mono16 is scaled to 8 bit (value / 256). `max_pixels` and
+    `max_aspect_ratio` > 0 refuse larger or more elongated images (see :func:`check_size`).
     """
     encoding = msg.encoding.strip().lower()
     if encoding not in ENCODINGS:
@@ -63,7 +142,7 @@ def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
                          f'{", ".join(SUPPORTED_ENCODINGS)} or a CompressedImage')
     channels, size, order = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_pixels(height, width, max_pixels)
+    check_size(height, width, max_pixels, max_aspect_ratio)
     row_bytes = width * channels * size
     if step < row_bytes:
         raise ImageError(f'step {step} is smaller than width x bytes per pixel = {row_bytes} '
@@ -87,25 +166,35 @@ def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
     return np.array(pixels[:, :, :3], order='C')  # [H, W, 3], a copy
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 0) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, ...) to a new (H, W, 3) uint8 RGB array."""
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 0,
+                      max_aspect_ratio: float = 0.0) -> np.ndarray:
+    """
+    Decode a JPEG or PNG sensor_msgs/CompressedImage to a new (H, W, 3) uint8 RGB array.
+
+    The size is read from the header and checked against the limits before anything is
+    decoded, so a small file that claims a huge image costs nothing.
+    """
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageError('the compressed image has no data; publish a non-empty image')
+    kind, height, width = compressed_size(data[:65536].tobytes())
+    check_size(height, width, max_pixels, max_aspect_ratio)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # [H, W, 3] BGR, or None
     if bgr is None:
-        raise ImageError(f'cannot decode the compressed image (format {msg.format!r}); publish '
-                         'JPEG or PNG data')
-    _check_pixels(bgr.shape[0], bgr.shape[1], max_pixels)
+        raise ImageError(f'cannot decode the compressed {kind} image (format field '
+                         f'{msg.format!r}); publish valid JPEG or PNG data')
+    if bgr.shape[0] * bgr.shape[1] != height * width:
+        raise ImageError(f'the {kind} header says {width}x{height} but the data decodes to '
+                         f'{bgr.shape[1]}x{bgr.shape[0]}; publish a valid image')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # [H, W, 3]
 
 
-def msg_to_rgb(msg: Any, max_pixels: int = 0) -> np.ndarray:
+def msg_to_rgb(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> np.ndarray:
     """Convert an Image or CompressedImage message to a new (H, W, 3) uint8 RGB array."""
     if isinstance(msg, CompressedImage):
-        return compressed_to_rgb(msg, max_pixels)
+        return compressed_to_rgb(msg, max_pixels, max_aspect_ratio)
     if isinstance(msg, Image):
-        return image_to_rgb(msg, max_pixels)
+        return image_to_rgb(msg, max_pixels, max_aspect_ratio)
     raise ImageError(f'cannot convert a {type(msg).__name__} to an image; send a '
                      'sensor_msgs/Image or sensor_msgs/CompressedImage')
 

@@ -36,36 +36,21 @@ def answer_msg(prediction: Any, task: str, header: Header, latency_ms: float) ->
                   exit_layer=int(prediction.exit_layer), latency_ms=float(latency_ms))
 
 
-def fill_ask_response(response: Ask.Response, prediction: Any, task: str, image_stamp: Time,
-                      latency_ms: float) -> Ask.Response:
-    """Fill a successful Ask response from a core Prediction."""
+def fill_ask_response(response: Ask.Response, answers: list[Answer]) -> Ask.Response:
+    """Fill a successful Ask response with one Answer per task asked."""
     response.success = True
     response.error = ''
-    response.task = task
-    response.label = str(prediction.label)
-    response.label_index = int(prediction.label_index)
-    response.labels = [str(label) for label in prediction.labels]
-    response.scores = _floats(prediction.scores)
-    response.confidence = float(prediction.confidence)
-    response.exit_layer = int(prediction.exit_layer)
-    response.image_stamp = image_stamp
-    response.latency_ms = float(latency_ms)
+    response.refusal = ''
+    response.answers = answers
     return response
 
 
-def fail_ask_response(response: Ask.Response, task: str, error: str,
-                      latency_ms: float = 0.0) -> Ask.Response:
-    """Fill an Ask response that reports `error`, with the answer fields unset."""
+def fail_ask_response(response: Ask.Response, error: str, refusal: str = '') -> Ask.Response:
+    """Fill an Ask response that reports `error` (and `refusal` when refused before any work)."""
     response.success = False
     response.error = error
-    response.task = task
-    response.label = ''
-    response.label_index = -1
-    response.labels = []
-    response.scores = []
-    response.confidence = 0.0
-    response.exit_layer = -1
-    response.latency_ms = float(latency_ms)
+    response.refusal = refusal
+    response.answers = []
     return response
 
 
@@ -85,6 +70,7 @@ def latency_msg(stats: AnswerStats, node: str, stamp: Time, frame_id: str) -> La
                        total_ms=float(stats.total_ms), p50_ms=float(stats.p50_ms),
                        p95_ms=float(stats.p95_ms),
                        answers_per_second=float(stats.answers_per_second),
+                       mean_layers_run=float(stats.mean_layers_run),
                        dropped_frames=int(stats.dropped_frames),
                        answered_frames=int(stats.answered_frames))
     msg.header.stamp = stamp

@@ -36,7 +36,8 @@ TRANSPORTS = ('raw', 'compressed')
 _NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*\Z')
 # Parameters that may change while the node runs; every other one is read-only.
 CHANGEABLE = ('profiles', 'default_camera', 'max_image_age', 'max_image_pixels',
-              'standing_tasks', 'diagnostics_period', 'latency_window')
+              'standing_tasks', 'diagnostics_period', 'latency_window', 'max_queue',
+              'max_aspect_ratio')
 
 
 class ParameterError(SuperneuronError, ValueError):
@@ -86,6 +87,8 @@ class NodeSettings:
     standing_tasks: tuple[StandingTask, ...] = ()
     diagnostics_period: float = 1.0
     latency_window: float = 10.0
+    max_queue: int = 64
+    max_aspect_ratio: float = 10.0
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -219,6 +222,13 @@ def declare_node_parameters(node: Node) -> None:
     node.declare_parameter('latency_window', d.latency_window, _descriptor(
         'Seconds of answers over which p50/p95 latency and answer rate are computed.',
         floats=(1.0, 3600.0)))
+    node.declare_parameter('max_queue', d.max_queue, _descriptor(
+        'Ask calls that may wait for the model; more are refused at once as busy.',
+        ints=(1, 100000)))
+    node.declare_parameter('max_aspect_ratio', d.max_aspect_ratio, _descriptor(
+        'Most elongated image accepted (long side / short side); 0: no limit. Image '
+        'processors scale the short side up, so a 1xN image would cost gigabytes.',
+        floats=(0.0, 1e6)))
 
 
 def _string_list(node: Node, name: str) -> list[str]:
@@ -256,7 +266,8 @@ def read_settings(node: Node) -> NodeSettings:
         max_image_pixels=value('max_image_pixels').value,
         standing_tasks=parse_standing_tasks(_string_list(node, 'standing_tasks'), names),
         diagnostics_period=value('diagnostics_period').value,
-        latency_window=value('latency_window').value)
+        latency_window=value('latency_window').value, max_queue=value('max_queue').value,
+        max_aspect_ratio=value('max_aspect_ratio').value)
     check_default_camera(settings.default_camera, names)
     return settings
 

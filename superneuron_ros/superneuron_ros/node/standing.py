@@ -13,18 +13,16 @@
 # limitations under the License.
 
 """
-Standing tasks: answer configured tasks on the newest frames, never building a backlog.
+Standing tasks: which configured tasks are due on which newest frame, never building a backlog.
 
-One worker thread waits on the frame store's condition. When a camera has a frame newer than
-the one a due task last saw, the worker takes the camera's newest frame and answers every due
-task of that camera in one batch (one runtime call, so one vision pass). Frames that arrived
-while a task was due but were replaced before the worker got to them count as dropped.
+The inference worker (worker.py) asks the scheduler for due batches. When a camera has a frame
+newer than the one a due task last saw, the batch is the camera's newest frame with every due
+task of that camera, answered in one runtime call (one vision pass). Frames that arrived while
+a task was due but were replaced before the worker got to them count as dropped.
 """
 
 from dataclasses import dataclass
-import threading
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 from superneuron_ros.node.cameras import Frame, FrameStore
 from superneuron_ros.node.params import StandingTask
@@ -92,61 +90,3 @@ class StandingScheduler:
         waits = [self._state[t].due - now for t in self.tasks
                  if self.store.seq(t.camera) > self._state[t].last_seq]
         return max(0.0, min(waits)) if waits else None
-
-
-class StandingWorker:
-    """A daemon thread running the scheduler; answer() does conversion, inference, publishing."""
-
-    def __init__(self, store: FrameStore, tasks: Sequence[StandingTask],
-                 answer: Callable[[Batch], None],
-                 on_error: Callable[[Batch, Exception], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """
-        Answer `tasks` on frames of `store` by calling `answer(batch)` one batch at a time.
-
-        An exception from `answer` is counted and passed to `on_error`; the worker goes on.
-        """
-        self.store = store
-        self.answer = answer
-        self.on_error = on_error
-        self.clock = clock
-        self.scheduler = StandingScheduler(tasks, store)
-        self.errors = 0
-        self.last_error = ''
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name='standing_tasks', daemon=True)
-
-    def start(self) -> None:
-        """Start the worker thread."""
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Ask the thread to stop after its current batch, wait for it; True when it ended."""
-        with self.store.condition:
-            self._stop = True
-            self.store.condition.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _next_batch(self) -> Batch | None:
-        with self.store.condition:
-            while not (self._stop or self.store.closed):
-                batches = self.scheduler.due(self.clock())
-                if batches:
-                    # One batch at a time, then look again: the next camera's newest frame may
-                    # have changed while this one was answered.
-                    self.scheduler.consume(batches[0], self.clock())
-                    return batches[0]
-                self.store.condition.wait(self.scheduler.wait_time(self.clock()))
-            return None
-
-    def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            try:
-                self.answer(batch)
-            except Exception as exc:  # the worker must outlive any bad frame
-                self.errors += 1
-                self.last_error = f'{type(exc).__name__}: {exc}'
-                if self.on_error is not None:
-                    self.on_error(batch, exc)

@@ -86,6 +86,7 @@ class AnswerStats:
     answers_per_second: float
     dropped_frames: int
     answered_frames: int
+    mean_layers_run: float = float('nan')  # over the window; NaN when the runtime says not
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class CameraStats:
 class _Series:
     def __init__(self, window_s: float) -> None:
         self.window = RollingWindow(window_s)
+        self.layers = RollingWindow(window_s)
         self.last = (0.0, 0.0, 0.0, 0.0, 0.0)
         self.dropped = 0
         self.answered = 0
@@ -124,6 +126,7 @@ class StatsBook:
             self._window_s = float(window_s)
             for series in self._series.values():
                 series.window.window_s = self._window_s
+                series.layers.window_s = self._window_s
             for frames in self._frames.values():
                 frames.window_s = self._window_s
 
@@ -140,11 +143,13 @@ class StatsBook:
 
     def record_answer(self, task: str, camera: str, now: float, preprocess_ms: float,
                       vision_ms: float, decoder_ms: float, classify_ms: float,
-                      total_ms: float) -> None:
+                      total_ms: float, layers_run: float = float('nan')) -> None:
         """Record one answer finished at `now`; total_ms runs from frame received to answer."""
         with self._lock:
             series = self._get(task, camera)
             series.window.add(now, total_ms)
+            if np.isfinite(layers_run):
+                series.layers.add(now, layers_run)
             series.last = (preprocess_ms, vision_ms, decoder_ms, classify_ms, total_ms)
             series.answered += 1
 
@@ -164,15 +169,30 @@ class StatsBook:
             self._received[camera] += 1
             self._last_frame[camera] = now
 
-    def answers(self, now: float) -> list[AnswerStats]:
-        """Snapshot of every (task, camera) series, sorted by task then camera."""
+    def forget(self, task: str, camera: str) -> None:
+        """Drop the (task, camera) series, e.g. when its standing task was removed."""
         with self._lock:
-            return [AnswerStats(task, camera, *series.last,
-                                p50_ms=series.window.percentile(now, 50),
-                                p95_ms=series.window.percentile(now, 95),
-                                answers_per_second=series.window.rate(now),
-                                dropped_frames=series.dropped, answered_frames=series.answered)
-                    for (task, camera), series in sorted(self._series.items())]
+            self._series.pop((task, camera), None)
+
+    def answers(self, now: float, recent_only: bool = False) -> list[AnswerStats]:
+        """
+        Snapshot of every (task, camera) series, sorted by task then camera.
+
+        With `recent_only`, only the series with an answer within the window.
+        """
+        with self._lock:
+            snapshots = []
+            for (task, camera), series in sorted(self._series.items()):
+                if recent_only and series.window.values(now).size == 0:
+                    continue
+                layers = series.layers.values(now)
+                snapshots.append(AnswerStats(
+                    task, camera, *series.last, p50_ms=series.window.percentile(now, 50),
+                    p95_ms=series.window.percentile(now, 95),
+                    answers_per_second=series.window.rate(now),
+                    dropped_frames=series.dropped, answered_frames=series.answered,
+                    mean_layers_run=float(layers.mean()) if layers.size else float('nan')))
+            return snapshots
 
     def camera(self, camera: str, now: float) -> CameraStats:
         """Snapshot of the frames received from `camera`."""

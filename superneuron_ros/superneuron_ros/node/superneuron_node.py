@@ -16,9 +16,14 @@
 The superneuron lifecycle node: cameras in, categorical answers out.
 
 configure loads the profiles and the model truncated at their deepest exit layer; activate
-subscribes to the cameras and creates ~/ask, ~/list_tasks, ~/answers/<task>[/yes] and ~/latency;
-deactivate removes them; cleanup frees the model. /diagnostics is published in every state, so a
-failed configure is visible as an ERROR status while the node stays up.
+subscribes to the cameras and creates ~/answers/<task>[/<camera>][/yes] and ~/latency, and
+starts the standing tasks; deactivate removes them; cleanup frees the model. ~/ask,
+~/list_tasks and /diagnostics exist in every state: an Ask while the node is not active is
+refused at once as 'inactive', and a failed configure is visible as an ERROR status.
+
+One inference worker (worker.py) runs every model call; no ROS callback waits for it. ~/ask is
+an async callback that queues a job and awaits its future, so the executor keeps taking frames
+and calls while the model runs (see docs/architecture.md, "The node's threads").
 """
 
 import copy
@@ -33,8 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data, qos_profile_services_default
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Bool
-from superneuron_interfaces.msg import Answer, LatencyStats
+from superneuron_interfaces.msg import LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.errors import SuperneuronError
 from superneuron_ros.node.answering import Answerer
@@ -42,11 +46,12 @@ from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
 from superneuron_ros.node.messages import latency_msg
 from superneuron_ros.node.model import load_runtime, ModelSlot
+from superneuron_ros.node.outputs import AnswerTopics
 from superneuron_ros.node.params import (declare_node_parameters, NodeSettings, ParameterError,
-                                         read_settings, StandingTask, topic_token,
-                                         updated_settings)
-from superneuron_ros.node.standing import StandingWorker
+                                         read_settings, StandingTask, updated_settings)
+from superneuron_ros.node.standing import StandingScheduler
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
+from superneuron_ros.node.worker import INACTIVE, InferenceWorker, SHUTTING_DOWN
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 # Many Ask clients may call at once; requests wait in this queue (default depth 10) until taken.
@@ -54,12 +59,18 @@ SERVICE_QOS = copy.copy(qos_profile_services_default)
 SERVICE_QOS.depth = 100
 
 
+def standing_name(task: StandingTask) -> str:
+    """Return a standing task as written in the parameter: TASK@CAMERA or TASK@CAMERA:RATE."""
+    rate = f':{task.rate_hz:g}' if task.rate_hz > 0 else ''
+    return f'{task.task}@{task.camera}{rate}'
+
+
 class SuperneuronNode(LifecycleNode):
     """Answers calibrated categorical questions about camera frames (see the module docstring)."""
 
     def __init__(self, node_name: str = 'superneuron', loader: Any = load_runtime,
                  **kwargs: Any) -> None:
-        """Declare parameters and diagnostics; with autostart, configure and activate soon."""
+        """Declare parameters, ~/ask, ~/list_tasks and diagnostics; start the worker."""
         super().__init__(node_name, **kwargs)
         declare_node_parameters(self)
         try:
@@ -70,36 +81,56 @@ class SuperneuronNode(LifecycleNode):
         self.model = ModelSlot(loader)
         self.stats = StatsBook(self.settings.latency_window)
         self.store = FrameStore(())
-        self.answerer = None
-        self.worker = None
-        self.problems: list[str] = []
-        self._endpoints: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity)
-        self._answer_pubs: dict[str, tuple[Any, Any]] = {}
-        self._latency_pub = None
         self._topics: dict[str, str] = {}  # camera name -> subscribed topic, resolved
+        self.answerer = Answerer(self.model, self.stats, lambda: self.settings,
+                                 self.get_logger(), topics=self._topics)
+        self.worker = InferenceWorker(self.model, lambda: self.settings, self._on_batch,
+                                      on_error=self._log_worker_error)
+        self.problems: list[str] = []
+        self.standing: tuple[StandingTask, ...] = ()
+        self._endpoints: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity)
+        self.answer_topics = AnswerTopics(self)
+        self._latency_pub = None
         self._active = False
-        self._endpoint_lock = threading.Lock()  # monitoring never publishes on a destroyed one
-        # Callback groups: image callbacks only store the newest frame, so they share one group;
-        # Ask/ListTasks run in a reentrant group (concurrent calls wait on the model lock, not on
-        # each other's executor slot); monitoring has its own group so a long inference never
-        # delays /diagnostics. Lifecycle and parameter services stay in the default group.
+        self._shutting_down = False
+        self._asks_in_flight = 0  # Ask callbacks not yet returned (executor thread only)
+        self._last_ask = float('-inf')  # monotonic time of the newest Ask call or response
+        self._endpoint_lock = threading.Lock()  # no publishing on a destroyed publisher
+        # Callback groups. With the single-threaded executor of main.py they only matter for
+        # ~/ask: its async callback holds its group while it awaits the worker, so the group
+        # must be reentrant for calls to overlap. Images and monitoring have their own groups,
+        # so that a multi-threaded executor (tests, composition) keeps them apart too.
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self._monitor_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Ask, '~/ask', self._on_ask, qos_profile=SERVICE_QOS,
+                            callback_group=self._service_group)
+        self.create_service(ListTasks, '~/list_tasks', self.answerer.list_tasks,
+                            qos_profile=SERVICE_QOS, callback_group=self._service_group)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._monitor_timer = None
         self._start_monitor_timer()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self._autostart_thread = None
         self._autostart_timer = None
         if self.settings.autostart:
-            self._autostart_timer = self.create_timer(0.01, self._autostart)
+            self._autostart_timer = self.create_timer(0.01, self._start_autostart)
 
     # Lifecycle -----------------------------------------------------------------------------
 
-    def _autostart(self) -> None:
+    def _start_autostart(self) -> None:
+        # Configure loads the model (seconds to minutes): in a thread of its own, so that the
+        # executor answers Ask calls ('inactive'), publishes diagnostics and sees signals.
         self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == SUCCESS:
+        self._autostart_thread = threading.Thread(target=self._autostart, name='autostart',
+                                                  daemon=True)
+        self._autostart_thread.start()
+
+    def _autostart(self) -> None:
+        if self._shutting_down or self.trigger_configure() != SUCCESS:
+            return
+        if not self._shutting_down:
             self.trigger_activate()
 
     def _set_state(self, label: str) -> None:
@@ -108,6 +139,7 @@ class SuperneuronNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Read the parameters and load the profiles and the truncated model."""
         started = time.monotonic()
+        self.get_logger().info('configuring: loading the model and profiles')
         try:
             self.settings = read_settings(self)
             self.stats.set_window(self.settings.latency_window)
@@ -126,7 +158,7 @@ class SuperneuronNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Subscribe to the cameras, create the services and publishers, start standing tasks."""
+        """Subscribe to the cameras, create the publishers, start standing tasks."""
         try:
             self._create_endpoints()
         except Exception as exc:
@@ -136,46 +168,104 @@ class SuperneuronNode(LifecycleNode):
         self._active = True
         self._set_state('active')
         self.get_logger().info(f'active: cameras {list(self.settings.camera_names)}, standing '
-                               f'tasks {self._standing_names()}')
+                               f'tasks {[standing_name(t) for t in self.standing]}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop standing tasks and remove every subscription, service and publisher."""
+        """Stop standing tasks, refuse queued calls, remove subscriptions and publishers."""
         self._destroy_endpoints()
         self._set_state('inactive')
+        self.get_logger().info('deactivated: cameras unsubscribed, standing tasks stopped; '
+                               '~/ask refuses calls as inactive')
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free the model's memory."""
         self.model.release()
         self._set_state('unconfigured')
+        self.get_logger().info('cleaned up: model released')
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release endpoints and model."""
-        self.release()
+        self._destroy_endpoints()
+        self.model.release()
         self._set_state('finalized')
+        self.get_logger().info('shut down: endpoints removed, model released')
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release everything and go back to unconfigured."""
-        self.release()
+        self._destroy_endpoints()
+        self.model.release()
         self._set_state('unconfigured')
+        self.get_logger().error('error processing: endpoints removed, model released')
         return SUCCESS
+
+    def begin_shutdown(self) -> None:
+        """Stop accepting calls; refuse what is queued; the running answer still goes out."""
+        if not self._shutting_down:
+            self._shutting_down = True
+            refused = self.worker.begin_shutdown()
+            self.get_logger().info(f'shutting down: {refused} queued call(s) refused')
+
+    def drained(self, quiet_s: float = 0.0) -> bool:
+        """
+        Whether every Ask call received so far has got its response.
+
+        With `quiet_s`, also that no call arrived and no response went out for that many
+        seconds: calls already sent before a shutdown are still taken (and refused), and the
+        last responses have time to reach their clients, before the node goes.
+        """
+        return (self.worker.idle and self._asks_in_flight == 0
+                and time.monotonic() - self._last_ask >= quiet_s)
 
     def release(self) -> None:
         """Stop the worker, remove endpoints and free the model (also used at process exit)."""
+        self.begin_shutdown()
+        thread = self._autostart_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()  # a configure in progress finishes, then activate is skipped
+        if not self.worker.stop():
+            self.get_logger().warning('the inference worker is still busy after 30 s')
         self._destroy_endpoints()
         self.model.release()
+
+    # Ask -----------------------------------------------------------------------------------
+
+    async def _on_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
+        self._asks_in_flight += 1
+        self._last_ask = time.monotonic()
+        try:
+            refusal = ('', '')
+            if self._shutting_down:
+                refusal = (SHUTTING_DOWN, 'the node is shutting down; call another node or '
+                           'retry after it restarts')
+            elif not self._active:
+                refusal = (INACTIVE, 'the node is not active (state '
+                           f'{self.model.report.lifecycle_state}); activate it or see its '
+                           'diagnostics')
+            return await self.answerer.ask(request, response, self.worker, refusal, self._wake)
+        finally:
+            self._asks_in_flight -= 1
+            self._last_ask = time.monotonic()  # the response goes out now
+
+    def _wake(self) -> None:
+        """Wake the executor (from the worker thread) so that it sends a ready response."""
+        executor = self.executor
+        if executor is not None:
+            try:
+                executor.wake()
+            except Exception:  # the executor is being shut down; it replies on its way out
+                pass
 
     # Endpoints -----------------------------------------------------------------------------
 
     def _create_endpoints(self) -> None:
         settings = self.settings
-        self.store = FrameStore(settings.camera_names)
+        self.store = FrameStore(settings.camera_names, on_frame=self.worker.notify)
+        self.answerer.store = self.store
         self._topics.clear()
-        self.answerer = Answerer(self.model, self.store, self.stats, lambda: self.settings,
-                                 self.get_logger(), topics=self._topics)
         for camera in settings.cameras:
             msg_type = CompressedImage if camera.transport == 'compressed' else Image
             subscription = self.create_subscription(
@@ -183,25 +273,24 @@ class SuperneuronNode(LifecycleNode):
                 qos_profile_sensor_data, callback_group=self._image_group)
             self._endpoints.append((self.destroy_subscription, subscription))
             self._topics[camera.name] = subscription.topic_name  # after namespace and remaps
-        for srv_type, name, handler in ((Ask, '~/ask', self.answerer.ask),
-                                        (ListTasks, '~/list_tasks', self.answerer.list_tasks)):
-            self._endpoints.append((self.destroy_service, self.create_service(
-                srv_type, name, handler, qos_profile=SERVICE_QOS,
-                callback_group=self._service_group)))
         self._latency_pub = self.create_publisher(LatencyStats, '~/latency', 10)
         self._endpoints.append((self.destroy_publisher, self._latency_pub))
         self._start_standing(settings.standing_tasks)
 
     def _destroy_endpoints(self) -> None:
-        self._stop_standing()
+        self.worker.set_standing(None)
+        self.standing = ()
         with self._endpoint_lock:
-            self._active = False
+            was_active, self._active = self._active, False
             self.store.close()
             self._latency_pub = None
-            self._answer_pubs = {}
             endpoints, self._endpoints = self._endpoints, []
             for destroy, entity in endpoints:
                 destroy(entity)
+        self.answer_topics.clear()
+        if was_active and not self._shutting_down:
+            self.worker.refuse_queued(INACTIVE, 'the node was deactivated before this call '
+                                      'was answered; activate it and call again')
 
     def _on_image(self, camera: str, msg: Any) -> None:
         now = time.monotonic()
@@ -210,49 +299,27 @@ class SuperneuronNode(LifecycleNode):
 
     # Standing tasks ------------------------------------------------------------------------
 
-    def _standing_names(self) -> list[str]:
-        return [f'{t.task}@{t.camera}' for t in (self.worker.scheduler.tasks if self.worker
-                                                 else ())]
-
     def _start_standing(self, tasks: tuple[StandingTask, ...]) -> None:
         loaded = self.model.tasks
-        known = [t for t in tasks if t.task in loaded]
-        self.problems = [f'standing task {t.task}@{t.camera} is not loaded (loaded: '
+        known = tuple(t for t in tasks if t.task in loaded)
+        self.problems = [f'standing task {standing_name(t)} is not loaded (loaded: '
                          f'{sorted(loaded)}); fix standing_tasks or profiles'
                          for t in tasks if t.task not in loaded]
         for problem in self.problems:
             self.get_logger().error(problem)
+        yes_no = {name for name, info in loaded.items() if info.yes_index is not None}
+        for key in self.answer_topics.update(known, yes_no):
+            self.stats.forget(*key)
         for task in known:
             self.stats.track(task.task, task.camera)
-            if task.task not in self._answer_pubs:
-                token = topic_token(task.task)
-                answer_pub = self.create_publisher(Answer, f'~/answers/{token}', 10)
-                yes_pub = (self.create_publisher(Bool, f'~/answers/{token}/yes', 10)
-                           if loaded[task.task].yes_index is not None else None)
-                self._answer_pubs[task.task] = (answer_pub, yes_pub)
-                self._endpoints += [(self.destroy_publisher, p) for p in (answer_pub, yes_pub)
-                                    if p is not None]
-        if known:
-            self.worker = StandingWorker(
-                self.store, known, lambda batch: self.answerer.answer_batch(batch, self._publish),
-                on_error=self._on_standing_error)
-            self.worker.start()
+        self.standing = known
+        self.worker.set_standing(StandingScheduler(known, self.store) if known else None)
 
-    def _stop_standing(self) -> None:
-        worker, self.worker = self.worker, None
-        if worker is not None and not worker.stop():
-            self.get_logger().warning('standing-task worker still busy after 30 s; leaving it')
+    def _on_batch(self, batch: Any, outcome: Any) -> None:
+        self.answerer.publish_batch(batch, outcome, self.answer_topics.publish)
 
-    def _publish(self, task: str, answer: Answer, yes: bool | None) -> None:
-        answer_pub, yes_pub = self._answer_pubs[task]
-        answer_pub.publish(answer)
-        if yes is not None and yes_pub is not None:
-            yes_pub.publish(Bool(data=yes))
-
-    def _on_standing_error(self, batch: Any, exc: Exception) -> None:
-        self.get_logger().error(
-            f'standing tasks {[t.task for t in batch.tasks]} on camera {batch.frame.camera} '
-            f'failed: {exc}', throttle_duration_sec=5.0)
+    def _log_worker_error(self, message: str) -> None:
+        self.get_logger().error(message, throttle_duration_sec=5.0)
 
     # Parameters ----------------------------------------------------------------------------
 
@@ -275,9 +342,9 @@ class SuperneuronNode(LifecycleNode):
         if self.settings.diagnostics_period != old.diagnostics_period:
             self._start_monitor_timer()
         if self.settings.standing_tasks != old.standing_tasks and self._active:
-            self._stop_standing()
             self._start_standing(self.settings.standing_tasks)
-            self.get_logger().info(f'standing tasks now {self._standing_names()}')
+            self.get_logger().info(
+                f'standing tasks now {[standing_name(t) for t in self.standing]}')
 
     # Monitoring ----------------------------------------------------------------------------
 
@@ -293,16 +360,15 @@ class SuperneuronNode(LifecycleNode):
         answers = self.stats.answers(now)
         report = self.model.report
         report.problems = list(self.problems) if self._active else []
-        worker = self.worker
         cameras = [(replace(spec, topic=self._topics.get(spec.name, spec.topic)),
                     self.stats.camera(spec.name, now)) for spec in self.settings.cameras]
         self._diagnostics_pub.publish(build_diagnostics(
             self.get_name(), stamp, report, cameras, self._active, self.settings.max_image_age,
-            answers, worker.errors if worker else 0, worker.last_error if worker else ''))
+            answers, self.worker.errors, self.worker.last_error))
         with self._endpoint_lock:
             if self._latency_pub is None:
                 return
-            for stats in answers:
+            for stats in self.stats.answers(now, recent_only=True):
                 camera = stats.camera.removeprefix(ASK_PREFIX)
                 frame = self.store.latest(camera) if camera in self.store.cameras else None
                 frame_id = frame.msg.header.frame_id if frame is not None else ''

@@ -16,7 +16,8 @@
 The demo's client: asks the node, listens to its answers, and scores them against the truth.
 
 Everything it shows comes from the superneuron node over ROS: standing-task answers on
-``<node>/answers/<task>``, ``<node>/ask`` calls (on a camera's newest frame and on an image sent in
+``<node>/answers/<task>`` (``<node>/answers/<task>/<camera>`` for a task on several cameras),
+``<node>/ask`` calls (on a camera's newest frame and on an image sent in
 the request) and ``<node>/latency``. The scene camera's ``scene_truth`` topic gives the true answer
 for each published frame, matched by camera and image stamp.
 """
@@ -37,6 +38,8 @@ from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.lab import scenes
 from superneuron_ros.node.image_conversion import rgb_to_image
+from superneuron_ros.node.outputs import answer_topics
+from superneuron_ros.node.params import parse_standing_task
 
 
 @dataclass
@@ -65,7 +68,12 @@ class DemoClient(Node):
     def __init__(self, target: str, standing: list[str], asked: list[tuple[str, str]],
                  ask_rate: float, image_every: int, size: int, seed: int,
                  context: Any = None) -> None:
-        """Subscribe to `target`'s outputs; `asked` lists (task, camera) pairs to Ask about."""
+        """
+        Subscribe to `target`'s outputs; `asked` lists (task, camera) pairs to Ask about.
+
+        `standing` lists the node's standing tasks as written in its parameter
+        (``TASK@CAMERA[:RATE]``), from which the answer topics follow.
+        """
         super().__init__('superneuron_demo_client', context=context)
         self.target = target.rstrip('/')
         self.group = ReentrantCallbackGroup()
@@ -91,15 +99,17 @@ class DemoClient(Node):
         self.model_error = ''
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10,
                                  callback_group=self.group)
-        for task in standing:
-            self.create_subscription(Answer, f'{self.target}/answers/{task}', self._on_answer,
-                                     10, callback_group=self.group)
+        tasks = [parse_standing_task(entry, [entry.split('@')[-1].split(':')[0]])
+                 for entry in standing]
+        for topic in sorted(set(answer_topics(tasks).values())):
+            self.create_subscription(Answer, self.target + topic[1:], self._on_answer, 10,
+                                     callback_group=self.group)
         self.ask_timer = None
         self.ask_period = 1.0 / ask_rate if ask_rate > 0 else None
 
     def wait_ready(self, timeout: float) -> list:
         """
-        Wait for the node's services; return its task list (TaskInfo messages).
+        Wait until the node is active; return its task list (TaskInfo messages).
 
         Raises RuntimeError as soon as the node reports in /diagnostics that its model failed.
         """
@@ -111,14 +121,31 @@ class DemoClient(Node):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f'{client.srv_name} did not appear within {timeout:.0f} s'
                                        ': see the node log')
-        future = self.list_client.call_async(ListTasks.Request())
+        # The services exist in every state: wait until the model is loaded and the node active.
+        while True:
+            tasks = list(self._result(self.list_client, ListTasks.Request(), deadline).tasks)
+            if tasks:
+                probe = self._result(self.ask_client, Ask.Request(tasks=[tasks[0].name]),
+                                     deadline)
+                if probe.refusal != 'inactive':
+                    break
+            if self.model_error:
+                raise RuntimeError(f'the node failed to configure: {self.model_error}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'the node was not active within {timeout:.0f} s: see its '
+                                   'log')
+            time.sleep(0.2)
+        self.questions = {info.name: info.question for info in tasks}
+        return tasks
+
+    @staticmethod
+    def _result(client: Any, request: Any, deadline: float) -> Any:
+        future = client.call_async(request)
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
         if not future.done():
-            raise TimeoutError('list_tasks did not answer')
-        tasks = list(future.result().tasks)
-        self.questions = {info.name: info.question for info in tasks}
-        return tasks
+            raise TimeoutError(f'{client.srv_name} did not answer')
+        return future.result()
 
     def start_asking(self) -> None:
         """Start calling Ask on a timer."""
@@ -153,7 +180,7 @@ class DemoClient(Node):
     def _ask(self) -> None:
         task, camera = self.asked[self.ask_count % len(self.asked)]
         self.ask_count += 1
-        request = Ask.Request(task=task, camera=camera)
+        request = Ask.Request(tasks=[task], camera=camera)
         truth = None
         source = 'ask'
         if self.image_every and self.ask_count % self.image_every == 0:
@@ -174,9 +201,9 @@ class DemoClient(Node):
             with self.lock:
                 self.failures.append(f'{task}@{camera}: {response.error}')
             return
-        event = Event(source, task, camera, (response.image_stamp.sec,
-                                             response.image_stamp.nanosec),
-                      response.label, response.confidence, response.latency_ms, truth)
+        answer = response.answers[0]
+        event = Event(source, task, camera, (answer.header.stamp.sec, answer.header.stamp.nanosec),
+                      answer.label, answer.confidence, answer.latency_ms, truth)
         self._record(event)
 
     def resolve(self, event: Event) -> str | None:
