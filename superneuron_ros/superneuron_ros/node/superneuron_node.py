@@ -297,7 +297,8 @@ class SuperneuronNode(LifecycleNode):
         cameras = [(replace(spec, topic=self._topics.get(spec.name, spec.topic)),
                     self.stats.camera(spec.name, now)) for spec in self.settings.cameras]
         self._diagnostics_pub.publish(build_diagnostics(
-            self.get_name(), stamp, report, cameras, self._active, self.settings.max_image_age,
+            self.get_fully_qualified_name(), stamp, report, cameras, self._active,
+            self.settings.max_image_age,
             answers, worker.errors if worker else 0, worker.last_error if worker else ''))
         with self._endpoint_lock:
             if self._latency_pub is None:
