@@ -180,6 +180,18 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _a(noun: str) -> str:
+    return f'an {noun}' if noun[:1] in 'aeiou' else f'a {noun}'
+
+
+def _range_problem(name: str, value: Any, descriptor: ParameterDescriptor, exc: Exception) -> str:
+    ranges = list(descriptor.floating_point_range) + list(descriptor.integer_range)
+    if not ranges:
+        return f'parameter {name}: {exc}'
+    return (f'parameter {name} is {value!r} in the params file, outside its range '
+            f'{ranges[0].from_value:g} to {ranges[0].to_value:g}')
+
+
 def _override(node: Node, name: str) -> Any:
     # rclpy has no public accessor for the --params-file / -p value of a parameter that is not
     # declared yet; `_parameter_overrides` is the same dict in rclpy 7 (jazzy) and 9 (kilted).
@@ -195,16 +207,16 @@ def _declare(node: Node, name: str, default: Any, descriptor: ParameterDescripto
     try:
         return node.declare_parameter(name, default, descriptor)
     except InvalidParameterTypeException as exc:
-        problem = (f'parameter {name} must be a {expected}, but the params file gives {given!r} '
-                   f'(a {_type_name(given)})' if given is not None else str(exc))
+        problem = (f'parameter {name} must be {_a(expected)}, but the params file gives '
+                   f'{given!r} ({_a(_type_name(given))})' if given is not None else str(exc))
         if isinstance(default, float) and type(given) is int and float(given) == given:
             try:  # an integer for a double: the most common YAML slip, and lossless
                 return node.declare_parameter(name, float(given), descriptor,
                                               ignore_override=True)
             except InvalidParameterValueException as range_exc:
-                problem = f'parameter {name}: {range_exc}'
+                problem = _range_problem(name, given, descriptor, range_exc)
     except InvalidParameterValueException as exc:
-        problem = f'parameter {name}: {exc}'
+        problem = _range_problem(name, given, descriptor, exc)
     _DECLARATION_PROBLEMS.setdefault(node, {})[name] = (problem, None if untyped else default)
     return node.declare_parameter(name, default, descriptor, ignore_override=True)
 

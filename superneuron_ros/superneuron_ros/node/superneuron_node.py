@@ -42,9 +42,9 @@ from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
 from superneuron_ros.node.messages import latency_msg
 from superneuron_ros.node.model import load_runtime, ModelSlot
-from superneuron_ros.node.params import (declare_node_parameters, NodeSettings, ParameterError,
-                                         read_settings, StandingTask, topic_token,
-                                         updated_settings)
+from superneuron_ros.node.params import (check_standing_tasks, declare_node_parameters,
+                                         NodeSettings, ParameterError, read_settings,
+                                         StandingTask, topic_token, updated_settings)
 from superneuron_ros.node.standing import StandingWorker
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
 
@@ -112,7 +112,9 @@ class SuperneuronNode(LifecycleNode):
             self.settings = read_settings(self)
             self.stats.set_window(self.settings.latency_window)
             self.model.load(self.settings)
+            check_standing_tasks(self.settings.standing_tasks, self.model.tasks)
         except Exception as exc:
+            self.model.release()  # a model loaded before a failing check is freed again
             self.model.mark_failed(exc)  # also parameter errors raised before loading
             kind = '' if isinstance(exc, SuperneuronError) else f'{type(exc).__name__}: '
             self.get_logger().error(f'configure failed: {kind}{exc}')
