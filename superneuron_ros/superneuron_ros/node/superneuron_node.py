@@ -37,6 +37,7 @@ from std_msgs.msg import Bool
 from superneuron_interfaces.msg import Answer, LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.node.annotated import AnnotatedImages
 from superneuron_ros.node.answering import Answerer
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
@@ -192,6 +193,8 @@ class SuperneuronNode(LifecycleNode):
                 callback_group=self._service_group)))
         self._latency_pub = self.create_publisher(LatencyStats, '~/latency', 10)
         self._endpoints.append((self.destroy_publisher, self._latency_pub))
+        self._annotated = AnnotatedImages(self, settings.camera_names)  # ~/<camera>/annotated
+        self._endpoints += self._annotated.endpoints(self.destroy_publisher)
         self._start_standing(settings.standing_tasks)
 
     def _destroy_endpoints(self) -> None:
@@ -236,7 +239,8 @@ class SuperneuronNode(LifecycleNode):
                                     if p is not None]
         if known:
             self.worker = StandingWorker(
-                self.store, known, lambda batch: self.answerer.answer_batch(batch, self._publish),
+                self.store, known, lambda batch: self._annotated.answer_batch(
+                    batch, self.answerer.answer_batch, self._publish),
                 on_error=self._on_standing_error)
             self.worker.start()
 
