@@ -46,7 +46,7 @@ LINT_PATHS := superneuron_ros launch test setup.py
 
 # Keep ROS traffic on this machine, on a domain of its own per run, and never call a model hub.
 define RUN_ENV
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; \
+export ROS_DISTRO=$(ROS_DISTRO) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; \
 export ROS_DOMAIN_ID=$$(( RANDOM % 100 + 1 )); \
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; \
 export AMENT_PREFIX_PATH="$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}"; \

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from superneuron_ros.node.compat import ros_distro
 from superneuron_ros.node.params import CameraSpec
 from superneuron_ros.node.stats import AnswerStats, CameraStats
 
@@ -70,6 +71,7 @@ def model_statuses(node: str, model: ModelReport) -> list[DiagnosticStatus]:
     values = {'lifecycle state': model.lifecycle_state, 'model state': model.phase,
               'model_path': model.model_path, 'quantization': model.quantization,
               'device': model.device, 'dtype': model.dtype, 'exit layer': model.exit_layer,
+              'ros distro': ros_distro(),
               'tasks': ', '.join(model.tasks)}
     if model.phase == 'failed':
         level, message = ERROR, f'model failed to load: {model.error}'

@@ -37,6 +37,7 @@ from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterVal
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.node.compat import parameter_override
 from superneuron_ros.vlm.config import LoadConfig
 
 TRANSPORTS = ('raw', 'compressed')
@@ -192,18 +193,11 @@ def _range_problem(name: str, value: Any, descriptor: ParameterDescriptor, exc: 
             f'{ranges[0].from_value:g} to {ranges[0].to_value:g}')
 
 
-def _override(node: Node, name: str) -> Any:
-    # rclpy has no public accessor for the --params-file / -p value of a parameter that is not
-    # declared yet; `_parameter_overrides` is the same dict in rclpy 7 (jazzy) and 9 (kilted).
-    param = getattr(node, '_parameter_overrides', {}).get(name)
-    return None if param is None else param.value
-
-
 def _declare(node: Node, name: str, default: Any, descriptor: ParameterDescriptor) -> Any:
     """Declare one parameter; on a bad override declare the default and remember the problem."""
     untyped = isinstance(default, Parameter.Type)  # declared by type, with no default value
     expected = 'string array' if untyped else _type_name(default)
-    given = _override(node, name)
+    given = parameter_override(node, name)
     try:
         return node.declare_parameter(name, default, descriptor)
     except InvalidParameterTypeException as exc:
