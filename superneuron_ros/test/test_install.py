@@ -24,15 +24,14 @@ import ast
 import importlib.util
 import os
 from pathlib import Path
-import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
 from ament_index_python.packages import get_package_prefix
 from lifecycle_msgs.srv import GetState
-from node_helpers import fastdds_files, orphaned_fastdds_files, ros_environment, RosClient
-from node_helpers import wait_until, write_params
+from node_helpers import (fastdds_files, NodeProcess, orphaned_fastdds_files, ros_environment,
+                          RosClient, wait_until, write_params)
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -63,40 +62,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, **ros_environment(), 'PYTHONUNBUFFERED': '1', 'HF_HUB_OFFLINE': '1',
             'PYTHONPATH': os.pathsep.join(
                 [str(PACKAGE_ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p])}
-
-
-class _Started:
-    """An executable from lib/superneuron_ros in a child process, its output in a file."""
-
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, 'wb')
-        self.process = subprocess.Popen([str(_lib() / name)] + args, stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=_env(),
-                                        cwd=str(PACKAGE_ROOT))
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def interrupt(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(30)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
 
 
 def test_every_console_script_is_an_executable_in_lib():
@@ -141,11 +106,12 @@ def test_node_executable_starts_and_stops_on_ctrl_c(tmp_path):
     """superneuron_node from lib/ comes up (lifecycle services answer) and exits 0 on SIGINT."""
     params = write_params(tmp_path / 'idle.yaml', {'autostart': False})
     shm_before = fastdds_files()
-    node = _Started('superneuron_node', ['--ros-args', '-r', '__ns:=/sn_install',
-                                         '--params-file', str(params)], tmp_path / 'node.log')
+    node = NodeProcess(params, tmp_path / 'node.log', namespace='/sn_install',
+                       executable=str(_lib() / 'superneuron_node'))
     client = RosClient('sn_install_client')
     try:
-        client.wait_for_service(GetState, '/sn_install/superneuron/get_state', timeout=60.0)
+        client.wait_for_service(GetState, '/sn_install/superneuron/get_state', timeout=60.0,
+                                process=node)
         state = client.call(GetState, '/sn_install/superneuron/get_state', GetState.Request())
         assert state.current_state.label == 'unconfigured'
         assert node.interrupt() == 0, node.log()
@@ -169,9 +135,9 @@ def test_node_executable_refuses_a_missing_params_file(tmp_path):
 
 def test_scene_camera_executable_publishes_frames(tmp_path):
     """scene_camera from lib/ publishes rgb8 frames on <camera>/image_raw and exits 0."""
-    camera = _Started('scene_camera', ['--ros-args', '-r', '__ns:=/sn_install_cam',
-                                       '-p', 'rate:=5.0', '-p', 'size:=32'],
-                      tmp_path / 'camera.log')
+    params = write_params(tmp_path / 'camera.yaml', {'rate': 5.0, 'size': 32})
+    camera = NodeProcess(params, tmp_path / 'camera.log', namespace='/sn_install_cam',
+                         name='scene_camera', executable=str(_lib() / 'scene_camera'))
     client = RosClient('sn_install_viewer')
     try:
         frames = client.collect(Image, '/sn_install_cam/front/image_raw', qos_profile_sensor_data)
@@ -192,7 +158,7 @@ ROSDEP_KEYS = {
     'launch': 'launch', 'launch_ros': 'launch_ros', 'numpy': 'python3-numpy',
     'yaml': 'python3-yaml', 'cv2': 'python3-opencv', 'PIL': 'python3-pil',
     'tqdm': 'python3-tqdm', 'rich': 'python3-rich', 'matplotlib': 'python3-matplotlib',
-    'psutil': 'python3-psutil',
+    'psutil': 'python3-psutil', 'ament_index_python': 'ament_index_python',
 }
 # Modules that come from pip (requirements.txt), as package.xml says: no ROS distribution has them.
 PIP_MODULES = {'torch': 'torch', 'transformers': 'transformers', 'tokenizers': 'transformers',
@@ -201,7 +167,6 @@ PIP_MODULES = {'torch': 'torch', 'transformers': 'transformers', 'tokenizers': '
 # Declared without an import of their own: what the code uses through them.
 USED_INDIRECTLY = {
     'lifecycle_msgs': 'rclpy.lifecycle serves the lifecycle services of the node with these types',
-    'ament_index_python': 'the launch file finds the shared config through FindPackageShare',
 }
 
 
