@@ -129,7 +129,8 @@ def test_node_executable_refuses_a_missing_params_file(tmp_path):
          str(tmp_path / 'nonexistent.yaml')], capture_output=True, text=True, env=_env(),
         timeout=60)
     assert result.returncode == 2
-    assert 'nonexistent.yaml does not exist' in result.stderr
+    assert result.stderr.startswith('superneuron_node: params_file ')
+    assert 'nonexistent.yaml does not exist' in result.stderr and result.stderr.count('\n') == 1
     assert 'Traceback' not in result.stderr + result.stdout
 
 

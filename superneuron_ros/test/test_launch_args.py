@@ -27,7 +27,7 @@ import types
 
 import pytest
 from superneuron_ros.node.launch_args import (check_params_file, first_camera_topic,
-                                              missing_params_files, node_parameters)
+                                              node_parameters, params_file_problems)
 from superneuron_ros.node.params import ParameterError
 import yaml
 
@@ -53,15 +53,19 @@ def test_check_params_file_accepts_a_params_file_and_explains_the_rest(tmp_path)
             check_params_file(path)
 
 
-def test_missing_params_files_reads_only_ros_arguments(tmp_path):
-    """Only --params-file inside --ros-args counts; existing files are fine."""
+def test_params_file_problems_reads_only_ros_arguments(tmp_path):
+    """Only --params-file inside --ros-args counts; each missing or broken file is one line."""
     good = str(SHIPPED)
     missing = str(tmp_path / 'gone.yaml')
-    assert missing_params_files(['node', '--ros-args', '--params-file', good]) == []
-    assert missing_params_files(['node', '--ros-args', '-r', '__ns:=/a', '--params-file',
-                                 missing, '--params-file', good]) == [missing]
-    assert missing_params_files(['node', '--params-file', missing]) == []  # not a ROS argument
-    assert missing_params_files(['node', '--ros-args', '--', '--params-file', missing]) == []
+    broken = str(_write(tmp_path / 'broken.yaml', 'a: [1, 2'))
+    assert params_file_problems(['node', '--ros-args', '--params-file', good]) == []
+    problems = params_file_problems(['node', '--ros-args', '-r', '__ns:=/a', '--params-file',
+                                     missing, '--params-file', good, '--params-file', broken])
+    assert len(problems) == 2
+    assert 'gone.yaml does not exist' in problems[0]
+    assert 'cannot be read as YAML' in problems[1] and '\n' not in problems[0]
+    assert params_file_problems(['node', '--params-file', missing]) == []  # not a ROS argument
+    assert params_file_problems(['node', '--ros-args', '--', '--params-file', missing]) == []
 
 
 @pytest.mark.parametrize('key,namespace,applies', [

@@ -19,7 +19,7 @@ Pure Python (no ROS import), so that the launch file, the executable and the tes
 
 - :func:`check_params_file`: a params file that does not exist stops the launch at once with a
   clear message (launch_ros itself only warns and starts the node on defaults);
-- :func:`missing_params_files`: the same for ``--params-file`` on the node's command line (rcl
+- :func:`params_file_problems`: the same for ``--params-file`` on the node's command line (rcl
   would fail with a traceback);
 - :func:`first_camera_topic`: the topic of the first camera a params file gives the node, which
   the launch argument ``image_topic`` remaps, whatever that camera is named.
@@ -56,9 +56,13 @@ def check_params_file(path: str) -> Path:
     return file
 
 
-def missing_params_files(argv: Sequence[str]) -> list[str]:
-    """Return the ``--params-file`` arguments of a ROS command line that name no file."""
-    missing = []
+def params_file_problems(argv: Sequence[str]) -> list[str]:
+    """
+    Return what is wrong with each ``--params-file`` of a ROS command line (empty: nothing).
+
+    A file that is missing or not YAML makes rcl fail with a traceback; this says it in a line.
+    """
+    problems = []
     in_ros_args = False
     args = list(argv)
     for i, arg in enumerate(args):
@@ -67,9 +71,11 @@ def missing_params_files(argv: Sequence[str]) -> list[str]:
         elif arg == '--':
             in_ros_args = False
         elif in_ros_args and arg == '--params-file' and i + 1 < len(args):
-            if not Path(args[i + 1]).expanduser().is_file():
-                missing.append(args[i + 1])
-    return missing
+            try:
+                check_params_file(args[i + 1])
+            except ParameterError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def _matches(key: str, node_fqn: str) -> bool:

@@ -23,7 +23,7 @@ import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from superneuron_ros.node.launch_args import missing_params_files
+from superneuron_ros.node.launch_args import params_file_problems
 from superneuron_ros.node.superneuron_node import SuperneuronNode
 
 # Threads for callbacks: concurrent Ask calls wait on the model lock while image callbacks,
@@ -35,9 +35,9 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; return the process exit code."""
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
-    for path in missing_params_files(sys.argv if args is None else args):  # rcl: a traceback
-        sys.stderr.write(f'superneuron_node: params file {path} does not exist; give the path '
-                         'of a YAML params file (--params-file FILE)\n')
+    problems = params_file_problems(sys.argv if args is None else args)  # rcl: a traceback
+    if problems:
+        sys.stderr.write(''.join(f'superneuron_node: {problem}\n' for problem in problems))
         return 2
     rclpy.init(args=args)
     node = None
