@@ -80,6 +80,21 @@ def test_every_console_script_is_an_executable_in_lib():
         assert module in text and function in text
 
 
+def test_install_data_files_writes_lib_scripts_into_any_prefix(tmp_path):
+    """tools/install_data_files.py: one script per entry point, replacing stale links."""
+    tool = _tool('install_data_files')
+    lib = tmp_path / 'lib' / 'superneuron_ros'
+    lib.mkdir(parents=True)
+    (lib / 'superneuron_node').symlink_to(tmp_path / 'gone')  # a stale link from a former setup
+    written = tool.write_lib_scripts(PACKAGE_ROOT / 'setup.py', tmp_path, sys.executable)
+    assert sorted(p.name for p in written) == sorted(n for n, _, _ in _console_scripts())
+    node = lib / 'superneuron_node'
+    assert not node.is_symlink() and os.access(node, os.X_OK)
+    lines = node.read_text().splitlines()
+    assert lines[0] == f'#!{sys.executable}'
+    assert 'from superneuron_ros.node.main import main' in lines
+
+
 def test_launch_file_starts_an_executable_that_is_installed():
     """The launch file's Node names an executable of lib/ and the installed share files exist."""
     launch = PACKAGE_ROOT / 'launch' / 'superneuron.launch.py'
