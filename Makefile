@@ -17,6 +17,8 @@
 #
 #   make demo     set up if needed, then run `superneuron demo` (ARGS='...' passes options)
 #   make test     set up if needed, then run every test (PYTEST_ARGS='-k name' narrows it)
+#   make test ROS_DISTRO=jazzy    the same on the ROS 2 jazzy wheels (.venv-jazzy, build-jazzy)
+#   make test-all     make test for kilted, then for jazzy (what CI runs)
 #   make lint     flake8 (ament configuration), pep257 and copyright checks
 #   make demo-model     retrain the embedded demo model; make demo-profiles recalibrates it
 #   make setup    create or update .venv (idempotent; a no-op in seconds when nothing changed)
@@ -27,8 +29,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+# The ROS 2 distribution of the wheel environment: kilted (.venv) or jazzy (.venv-jazzy).
+ROS_DISTRO ?= kilted
+ifeq ($(ROS_DISTRO),kilted)
 VENV ?= $(ROOT)/.venv
 BUILD_DIR ?= $(ROOT)/build
+else
+VENV ?= $(ROOT)/.venv-$(ROS_DISTRO)
+BUILD_DIR ?= $(ROOT)/build-$(ROS_DISTRO)
+endif
 PKG := $(ROOT)/superneuron_ros
 PYTHON := $(VENV)/bin/python
 ARGS ?=
@@ -37,20 +46,20 @@ LINT_PATHS := superneuron_ros launch test setup.py
 
 # Keep ROS traffic on this machine, on a domain of its own per run, and never call a model hub.
 define RUN_ENV
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; \
+export ROS_DISTRO=$(ROS_DISTRO) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; \
 export ROS_DOMAIN_ID=$$(( RANDOM % 100 + 1 )); \
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; \
 export AMENT_PREFIX_PATH="$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}"; \
 export PATH="$(VENV)/bin:$$PATH"
 endef
 
-.PHONY: help setup demo test lint clean distclean demo-model demo-profiles
+.PHONY: help setup demo test test-all lint clean distclean demo-model demo-profiles
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
 
 setup:
-	@VENV="$(VENV)" BUILD_DIR="$(BUILD_DIR)" bash "$(ROOT)/tools/setup.sh"
+	@ROS_DISTRO="$(ROS_DISTRO)" VENV="$(VENV)" BUILD_DIR="$(BUILD_DIR)" bash "$(ROOT)/tools/setup.sh"
 
 demo: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron demo $(ARGS)
@@ -67,10 +76,15 @@ demo-profiles: setup
 # pytest's exit code 5 (no test collected) is a failure, like any other non-zero code.
 test: setup
 	@$(RUN_ENV); \
-	echo "[test] ROS_DOMAIN_ID=$$ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST"; \
+	echo "[test] ROS 2 $(ROS_DISTRO), ROS_DOMAIN_ID=$$ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST"; \
 	cd "$(PKG)"; rc=0; "$(PYTHON)" -m pytest test -ra $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo '[test] error: pytest collected no test' >&2; fi; \
 	exit $$rc
+
+# Both distributions; fails when either fails (the second runs even when the first failed).
+test-all:
+	@rc=0; $(MAKE) --no-print-directory test ROS_DISTRO=kilted || rc=1; \
+	$(MAKE) --no-print-directory test ROS_DISTRO=jazzy || rc=1; exit $$rc
 
 lint: setup
 	@cd "$(PKG)" && rc=0; \
@@ -81,10 +95,11 @@ lint: setup
 	exit $$rc
 
 clean:
-	rm -rf "$(BUILD_DIR)" "$(ROOT)/install" "$(ROOT)/log" "$(PKG)"/*.egg-info \
+	rm -rf "$(BUILD_DIR)" "$(ROOT)/build" "$(ROOT)/build-jazzy" "$(ROOT)/install" "$(ROOT)/log" "$(PKG)"/*.egg-info \
 	    "$(PKG)/.pytest_cache" "$(ROOT)/.pytest_cache"
-	find "$(ROOT)" \( -path "$(VENV)" -o -path "$(ROOT)/.venv" -o -path "$(ROOT)/.git" \) -prune \
+	find "$(ROOT)" \( -path "$(VENV)" -o -path "$(ROOT)/.venv" -o -path "$(ROOT)/.venv-jazzy" \
+	    -o -path "$(ROOT)/.git" \) -prune \
 	    -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf "$(VENV)"
+	rm -rf "$(VENV)" "$(ROOT)/.venv" "$(ROOT)/.venv-jazzy"

@@ -14,20 +14,30 @@
 # limitations under the License.
 #
 # Set up (or bring up to date) the development environment: a Python 3.11 virtual environment
-# holding the ROS 2 kilted wheels, the ML and test dependencies, superneuron_interfaces built with
-# plain CMake and installed into it, and superneuron_ros installed in editable mode.
+# holding the ROS 2 wheels of one distribution (kilted by default, or jazzy), the ML and test
+# dependencies, superneuron_interfaces built with plain CMake and installed into it, and
+# superneuron_ros installed in editable mode with its executables in lib/superneuron_ros/, where
+# `ros2 run` and `ros2 launch` look for them.
 #
 # Idempotent and fast when nothing changed: each step records a hash of its inputs in
 # $VENV/.superneuron-setup/ and is skipped while that hash still matches. An existing venv is
 # adopted as it is: satisfied requirements are not reinstalled.
 #
-# Environment: VENV (default: <repo>/.venv), PYTHON (a Python 3.11 interpreter to create the venv
-# with; default: python3.11, then python3), BUILD_DIR (default: <repo>/build).
+# Environment: ROS_DISTRO (kilted, the default, or jazzy), VENV (default: <repo>/.venv for kilted,
+# <repo>/.venv-jazzy for jazzy), PYTHON (a Python 3.11 interpreter to create the venv with;
+# default: python3.11, then python3), BUILD_DIR (default: <repo>/build, <repo>/build-jazzy).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${VENV:-$ROOT/.venv}
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+ROS_DISTRO=${ROS_DISTRO:-kilted}
+case $ROS_DISTRO in
+    kilted) ros_requirements=$ROOT/tools/requirements-ros.txt; suffix='' ;;
+    jazzy) ros_requirements=$ROOT/tools/requirements-ros-jazzy.txt; suffix=-jazzy ;;
+    *) printf '[setup] error: ROS_DISTRO=%s: the wheel environments are kilted and jazzy; on a ROS 2 install build with colcon instead (README.md, "Install on a robot")\n' "$ROS_DISTRO" >&2
+       exit 1 ;;
+esac
+VENV=${VENV:-$ROOT/.venv$suffix}
+BUILD_DIR=${BUILD_DIR:-$ROOT/build$suffix}
 STAMPS=$VENV/.superneuron-setup
 PY_VERSION=3.11
 START=$SECONDS
@@ -81,21 +91,25 @@ venv_version=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_in
     || die "$VENV/bin/python does not run: remove $VENV (make distclean) and run make setup again"
 [[ $venv_version == "$PY_VERSION" ]] \
     || die "$VENV has Python $venv_version, the ROS 2 wheels need $PY_VERSION: remove it (make distclean) or set VENV"
+# One distribution per venv: installing jazzy's wheels over kilted's (or back) mixes both.
+if [[ -f $STAMPS/ros_distro && "$(cat "$STAMPS/ros_distro")" != "$ROS_DISTRO" ]]; then
+    die "$VENV holds ROS 2 $(cat "$STAMPS/ros_distro"), not $ROS_DISTRO: leave VENV unset (each distribution has its own) or remove it"
+fi
+mkdir -p "$STAMPS" && printf '%s\n' "$ROS_DISTRO" >"$STAMPS/ros_distro"
 # colcon must not take the ROS packages inside the venv's share/ for workspace packages.
 touch "$VENV/COLCON_IGNORE"
 site_packages=$VENV/lib/python$PY_VERSION/site-packages
 
-# 2. Python requirements: ML (requirements.txt), ROS 2 kilted wheels, tests and lint.
-requirements=("$ROOT/requirements.txt" "$ROOT/tools/requirements-ros.txt"
-              "$ROOT/tools/requirements-dev.txt")
+# 2. Python requirements: ML (requirements.txt), the ROS 2 wheels, tests and lint.
+requirements=("$ROOT/requirements.txt" "$ros_requirements" "$ROOT/tools/requirements-dev.txt")
 key=$(hash_inputs "${requirements[@]}" -- "$venv_version")
 if ! is_current requirements "$key"; then
     mkdir -p "$STAMPS"
     pip_log=$STAMPS/pip-install.log
-    log "installing Python requirements (a few minutes from nothing; log: $pip_log)"
+    log "installing Python requirements, ROS 2 $ROS_DISTRO (a few minutes from nothing; log: $pip_log)"
     { "$VENV/bin/python" -m pip install "${pip_opts[@]}" 'pip>=25' 'setuptools>=75' \
       && "$VENV/bin/python" -m pip install "${pip_opts[@]}" -r "$ROOT/requirements.txt" \
-            -r "$ROOT/tools/requirements-ros.txt" -r "$ROOT/tools/requirements-dev.txt"
+            -r "$ros_requirements" -r "$ROOT/tools/requirements-dev.txt"
     } >"$pip_log" 2>&1 || { grep -v 'is ignored: it is neither' "$pip_log" | tail -n 40 >&2
                           die "pip install failed (log: $pip_log)"; }
     "$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
@@ -109,7 +123,7 @@ else
 fi
 
 # 3. superneuron_interfaces: plain CMake build installed into the venv.
-key=$(hash_inputs "$ROOT/superneuron_interfaces" "$ROOT/tools/requirements-ros.txt" \
+key=$(hash_inputs "$ROOT/superneuron_interfaces" "$ros_requirements" \
       -- "$VENV" "$BUILD_DIR")
 if ! is_current interfaces "$key" || [[ ! -f $site_packages/superneuron_interfaces/__init__.py ]]
 then
@@ -134,21 +148,25 @@ else
     log 'superneuron_interfaces: up to date'
 fi
 
-# 4. superneuron_ros in editable mode: its console scripts on the venv's PATH, its data files in
+# 4. superneuron_ros in editable mode: its console scripts on the venv's PATH and, as colcon
+#    installs them, in $VENV/lib/superneuron_ros/ (where `ros2 run` and `ros2 launch` look: an
+#    editable install ignores setup.cfg's script_dir), its data files in
 #    $VENV/share/superneuron_ros (linked, so only a file added to launch/ or config/ reinstalls).
 pkg=$ROOT/superneuron_ros
 key=$(hash_inputs "$pkg/setup.py" "$pkg/setup.cfg" "$pkg/package.xml" "$pkg/resource" \
-      -- "$ROOT" "$(cd "$pkg" && ls -1 launch config 2>/dev/null)")
-if ! is_current superneuron_ros "$key" || [[ ! -x $VENV/bin/superneuron ]]; then
+      "$ROOT/tools/install_data_files.py" -- "$ROOT" "$(cd "$pkg" && ls -1 launch config 2>/dev/null)")
+if ! is_current superneuron_ros "$key" || [[ ! -x $VENV/bin/superneuron ]] \
+   || [[ ! -x $VENV/lib/superneuron_ros/superneuron_node ]]; then
     log 'installing superneuron_ros (editable)'
     # (its output is shown only on failure: setuptools warns about every editable install)
     out=$("$VENV/bin/python" -m pip install "${pip_opts[@]}" --no-deps --no-build-isolation \
           -e "$pkg" 2>&1) || { printf '%s\n' "$out" >&2; die 'installing superneuron_ros failed'; }
-    # An editable install leaves out data_files: link them (ament index marker, launch, config).
+    # An editable install leaves out data_files (ament index marker, launch, config): link them;
+    # and it puts the console scripts in bin/ only: write them to lib/superneuron_ros/ too.
     "$VENV/bin/python" "$ROOT/tools/install_data_files.py" "$pkg/setup.py" --prefix "$VENV"
     mark_current superneuron_ros "$key"
 else
     log 'superneuron_ros: up to date'
 fi
 
-log "done in $((SECONDS - START)) s: $VENV"
+log "done in $((SECONDS - START)) s: $VENV (ROS 2 $ROS_DISTRO)"

@@ -126,11 +126,12 @@ class NodeProcess:
 
     def __init__(self, params_file: Path, log_path: Path, namespace: str = '/sn_test',
                  name: str = 'superneuron', remaps: Sequence[tuple[str, str]] = (),
-                 log_level: str = 'info') -> None:
-        """Start the node as the launch file does."""
-        command = [sys.executable, '-m', 'superneuron_ros.node.main', '--ros-args',
-                   '-r', f'__node:={name}', '-r', f'__ns:={namespace}',
-                   '--params-file', str(params_file)]
+                 log_level: str = 'info', executable: str | None = None) -> None:
+        """Start the node as the launch file does (`executable`: a program to run instead)."""
+        program = [executable] if executable else [sys.executable, '-m',
+                                                   'superneuron_ros.node.main']
+        command = program + ['--ros-args', '-r', f'__node:={name}', '-r', f'__ns:={namespace}',
+                             '--params-file', str(params_file)]
         for source, target in remaps:
             command += ['-r', f'{source}:={target}']
         command += ['--log-level', log_level]

@@ -110,7 +110,7 @@ class Harness:
         """Return the newest diagnostics status of `part`."""
         for array in reversed(self.diagnostics):
             for status in array.status:
-                if status.name == f'{NAME}: {part}':
+                if status.name == f'{FQN}: {part}':
                     return status
         return None
 

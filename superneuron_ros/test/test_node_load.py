@@ -79,7 +79,7 @@ def _set_int(client, name: str, value: int) -> bool:
 def _frames_received(diagnostics: list, camera: str) -> int:
     for array in reversed(diagnostics):
         for status in array.status:
-            if status.name == f'superneuron: camera {camera}':
+            if status.name == f'{NODE}: camera {camera}':
                 values = {kv.key: kv.value for kv in status.values}
                 return int(values.get('frames received', 0))
     return 0

@@ -94,18 +94,19 @@ def test_failed_model_is_an_error_and_cameras_are_not_subscribed():
     report = ModelReport(phase='failed', error='model folder /nope does not exist',
                          error_kind='ModelLoadError', model_path='/nope', quantization='nf4')
     book = StatsBook()
-    msg = build_diagnostics('superneuron', Time(sec=5), report,
+    msg = build_diagnostics('/robot1/superneuron', Time(sec=5), report,
                             [(FRONT, book.camera('front', 0.0))], False, 1.0, [])
     statuses = _statuses(msg)
     assert msg.header.stamp.sec == 5
-    assert set(statuses) == {'superneuron: model', 'superneuron: device',
-                             'superneuron: quantization self-test', 'superneuron: camera front',
-                             'superneuron: answers', 'superneuron: latency'}
-    model = statuses['superneuron: model']
+    node = '/robot1/superneuron'
+    assert set(statuses) == {f'{node}: {part}' for part in (
+        'model', 'device', 'quantization self-test', 'camera front', 'answers', 'latency')}
+    assert {status.hardware_id for status in msg.status} == {node}
+    model = statuses[f'{node}: model']
     assert model.level == DiagnosticStatus.ERROR and isinstance(model.level, bytes)
     assert '/nope does not exist' in model.message
     assert _values(model)['model_path'] == '/nope'
-    assert statuses['superneuron: camera front'].level == DiagnosticStatus.OK
+    assert statuses[f'{node}: camera front'].level == DiagnosticStatus.OK
 
 
 @pytest.mark.parametrize('kind,part', [('DeviceError', 'device'),

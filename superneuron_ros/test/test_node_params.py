@@ -14,17 +14,17 @@
 
 """Tests of the node's parameter declarations, parsing and runtime validation."""
 
-import ast
 from pathlib import Path
 
 import pytest
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from superneuron_ros.node.params import (CameraSpec, declare_node_parameters, NodeSettings,
-                                         ParameterError, parse_standing_task, parse_standing_tasks,
-                                         read_settings, StandingTask, topic_token,
-                                         updated_settings)
+from superneuron_ros.node.params import (CameraSpec, check_standing_tasks,
+                                         declaration_problems, declare_node_parameters,
+                                         NodeSettings, ParameterError, parse_standing_task,
+                                         parse_standing_tasks, read_settings, StandingTask,
+                                         topic_token, updated_settings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,19 +172,51 @@ def test_shipped_config_file_sets_every_parameter():
     assert settings.load_config().quantization == 'nf4'
 
 
-def test_launch_file_matches_the_package():
-    """The launch file names the installed executable, the shipped config and the remap source."""
-    launch = (PACKAGE_ROOT / 'launch' / 'superneuron.launch.py').read_text()
-    tree = ast.parse(launch)
-    calls = {node.func.id: node for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    arguments = [node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                 and getattr(node.func, 'id', '') == 'DeclareLaunchArgument']
-    assert arguments == ['params_file', 'namespace', 'image_topic', 'log_level']
-    keywords = {k.arg: k.value for k in calls['Node'].keywords}
-    assert keywords['executable'].value == 'superneuron_node'
-    assert "'superneuron_node = superneuron_ros.node.main:main'" in (
-        PACKAGE_ROOT / 'setup.py').read_text()
-    assert "'config', 'superneuron.yaml'" in launch
-    remap_source = keywords['remappings'].elts[0].elts[0].value
-    assert f'topic: {remap_source}' in (PACKAGE_ROOT / 'config' / 'superneuron.yaml').read_text()
+def test_an_integer_for_a_double_is_taken_as_that_double(make_node):
+    """max_image_age: 1 in YAML (an int) declares the double 1.0, with no problem reported."""
+    node = make_node(max_image_age=1, latency_window=30)
+    assert node.get_parameter('max_image_age').type_ == Parameter.Type.DOUBLE
+    settings = read_settings(node)
+    assert settings.max_image_age == 1.0 and isinstance(settings.max_image_age, float)
+    assert settings.latency_window == 30.0 and declaration_problems(node) == []
+
+
+@pytest.mark.parametrize('overrides,words', [
+    ({'max_image_age': 'abc'}, "max_image_age must be a double, but the params file gives 'abc' "
+                               '(a string)'),
+    ({'max_image_pixels': 1.5}, 'max_image_pixels must be an integer, but the params file gives '
+                                '1.5 (a double)'),
+    ({'standing_tasks': 'door@camera'}, 'standing_tasks must be a string array'),
+    ({'cameras': 'front'}, 'cameras must be a string array'),
+    ({'autostart': 'yes'}, 'autostart must be a bool'),
+    ({'max_image_age': 5000}, 'max_image_age is 5000 in the params file, outside its range 0 '
+                              'to 3600'),
+    ({'diagnostics_period': 0.01}, 'diagnostics_period is 0.01 in the params file, outside'),
+])
+def test_a_wrong_type_keeps_the_default_and_is_reported(make_node, overrides, words):
+    """Declaring never raises; read_settings names the parameter, expected and given type."""
+    node = make_node(**overrides)  # declare_node_parameters ran without an exception
+    name = next(iter(overrides))
+    assert node.has_parameter(name)
+    with pytest.raises(ParameterError) as raised:
+        read_settings(node)
+    assert words in str(raised.value) and 'stays unconfigured' in str(raised.value)
+
+
+def test_a_reported_value_that_is_set_right_stops_being_reported(make_node):
+    """Setting a changeable parameter after a bad params-file value clears the report."""
+    node = make_node(max_image_age='abc', latency_window='long')
+    assert len(declaration_problems(node)) == 2
+    node.set_parameters([Parameter('max_image_age', value=2.0)])
+    assert declaration_problems(node) == [
+        "parameter latency_window must be a double, but the params file gives 'long' (a string)"]
+    node.set_parameters([Parameter('latency_window', value=20.0)])
+    assert read_settings(node).max_image_age == 2.0
+
+
+def test_check_standing_tasks_refuses_tasks_no_profile_provides():
+    """Configure fails on a standing task whose task is not loaded (see the node docstring)."""
+    tasks = (StandingTask('door', 'front'), StandingTask('nope', 'front', 2.0))
+    check_standing_tasks(tasks[:1], ['door', 'room'])
+    with pytest.raises(ParameterError, match=r"\['nope@front'\] name task\(s\) that no profile"):
+        check_standing_tasks(tasks, ['door', 'room'])

@@ -174,7 +174,7 @@ def test_latency_and_diagnostics_have_sane_values(node, client):
     wait_until(lambda: [m for m in latency if m.task == 'red_present' and m.camera == 'front'],
                timeout=10.0, what='latency stats')
     wait_until(lambda: [d for d in diagnostics if d.status
-                        and d.status[0].name == 'superneuron: model'], what='diagnostics')
+                        and d.status[0].name == f'{NODE}: model'], what='diagnostics')
     stats = [m for m in latency if m.task == 'red_present' and m.camera == 'front'][-1]
     assert stats.node == NODE and stats.answered_frames >= 6
     stages = stats.preprocess_ms + stats.vision_ms + stats.decoder_ms + stats.classify_ms
@@ -184,16 +184,17 @@ def test_latency_and_diagnostics_have_sane_values(node, client):
     series = {(m.task, m.camera) for m in latency}
     assert {('red_present', 'ask:front'), ('shape_count', 'front')} <= series
     status = {s.name: s for s in [d for d in diagnostics if d.status
-                                  and d.status[0].name == 'superneuron: model'][-1].status}
-    assert status['superneuron: model'].level == DiagnosticStatus.OK
-    assert status['superneuron: device'].message == 'cpu'
-    assert status['superneuron: quantization self-test'].level == DiagnosticStatus.OK
-    assert 'nf4' in status['superneuron: quantization self-test'].message
-    rear = {kv.key: kv.value for kv in status['superneuron: camera rear'].values}
+                                  and d.status[0].name == f'{NODE}: model'][-1].status}
+    assert status[f'{NODE}: model'].level == DiagnosticStatus.OK
+    assert {s.hardware_id for s in status.values()} == {NODE}  # two instances stay apart
+    assert status[f'{NODE}: device'].message == 'cpu'
+    assert status[f'{NODE}: quantization self-test'].level == DiagnosticStatus.OK
+    assert 'nf4' in status[f'{NODE}: quantization self-test'].message
+    rear = {kv.key: kv.value for kv in status[f'{NODE}: camera rear'].values}
     assert rear['topic'] == REAR_TOPIC and int(rear['frames received']) >= 1
-    side = status['superneuron: camera side']
+    side = status[f'{NODE}: camera side']
     assert side.level == DiagnosticStatus.WARN and 'no frame received yet' in side.message
-    answers = {kv.key: kv.value for kv in status['superneuron: answers'].values}
+    answers = {kv.key: kv.value for kv in status[f'{NODE}: answers'].values}
     assert int(answers['red_present@front answered']) >= 6
     assert float(answers['red_present@front answers/s']) > 0
 
@@ -289,6 +290,9 @@ def _transition(client, name: str, transition: int) -> bool:
     return client.call(ChangeState, f'{name}/change_state', request, timeout=180.0).success
 
 
+NOMODEL = '/sn_nomodel/superneuron'
+
+
 def test_missing_model_folder_fails_configure_and_shows_error(assets, client):
     """A wrong model_path leaves the node up, unconfigured, with an ERROR saying what to fix."""
     params = write_params(assets['root'] / 'nomodel.yaml', {
@@ -297,7 +301,7 @@ def test_missing_model_folder_fails_configure_and_shows_error(assets, client):
     process = NodeProcess(params, assets['root'] / 'nomodel.log', namespace='/sn_nomodel')
     diagnostics = client.collect(DiagnosticArray, '/diagnostics')
     try:
-        status = wait_until(lambda: (s := _status(diagnostics, 'superneuron: model'))
+        status = wait_until(lambda: (s := _status(diagnostics, NOMODEL + ': model'))
                             and s.level == DiagnosticStatus.ERROR and s, timeout=120.0,
                             what='an ERROR model status')
         assert 'no_such_model' in status.message and 'does not exist' in status.message
@@ -319,7 +323,7 @@ def test_bad_profiles_fail_configure_then_good_ones_recover(assets, client):
     process = NodeProcess(params, assets['root'] / 'badprofile.log', namespace='/sn_badprofile')
     diagnostics = client.collect(DiagnosticArray, '/diagnostics')
     try:
-        status = wait_until(lambda: (s := _status(diagnostics, 'superneuron: model'))
+        status = wait_until(lambda: (s := _status(diagnostics, f'{name}: model'))
                             and s.level == DiagnosticStatus.ERROR and s, timeout=120.0,
                             what='an ERROR for the corrupt profile')
         assert 'corrupt' in status.message
@@ -329,7 +333,7 @@ def test_bad_profiles_fail_configure_then_good_ones_recover(assets, client):
         assert 'unconfigured' in refused.error
         assert _set_profiles(client, name, [str(assets['other'])])
         assert not _transition(client, name, Transition.TRANSITION_CONFIGURE)
-        status = wait_until(lambda: (s := _status(diagnostics, 'superneuron: model'))
+        status = wait_until(lambda: (s := _status(diagnostics, f'{name}: model'))
                             and 'calibrated on' in s.message and s, what='a mismatch ERROR')
         assert status.level == DiagnosticStatus.ERROR and 'recalibrate' in status.message.lower()
         assert _set_profiles(client, name, [str(assets['profiles'])])
@@ -338,7 +342,7 @@ def test_bad_profiles_fail_configure_then_good_ones_recover(assets, client):
         response = client.call(Ask, f'{name}/ask', Ask.Request(
             tasks=['shape_count'], image=image_msg(scene_image(9), 9)))
         assert response.success and response.answers[0].label in {'1', '2', '3', '4'}
-        wait_until(lambda: _status(diagnostics, 'superneuron: model').level
+        wait_until(lambda: _status(diagnostics, f'{name}: model').level
                    == DiagnosticStatus.OK, what='an OK model status after recovery')
         assert process.interrupt() == 0
     finally:

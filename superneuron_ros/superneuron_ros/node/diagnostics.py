@@ -15,8 +15,11 @@
 """
 Build the node's /diagnostics message (for rqt_robot_monitor) from a snapshot of its state.
 
-Status names are ``"<node name>: <part>"``. The model status is ERROR when loading failed; a
-camera is WARN when it has no frame yet or its newest frame is older than max_image_age.
+Status names are ``"<fully qualified node name>: <part>"`` (``/robot1/superneuron: model``) and
+every ``hardware_id`` is the fully qualified node name, so that two instances or two robots on
+one /diagnostics stay apart; the device and the camera topics are in the values. The model status
+is ERROR when loading failed; a camera is WARN when it has no frame yet or its newest frame is
+older than max_image_age.
 """
 
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from typing import Sequence
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from superneuron_ros.node.compat import ros_distro
 from superneuron_ros.node.params import CameraSpec
 from superneuron_ros.node.stats import AnswerStats, CameraStats
 
@@ -63,11 +67,12 @@ def _ms(value: float) -> str:
 
 
 def model_statuses(node: str, model: ModelReport) -> list[DiagnosticStatus]:
-    """Return the model, device and quantization self-test statuses."""
-    hw = model.device
+    """Return the model, device and quantization self-test statuses of node `node`."""
+    hw = node
     values = {'lifecycle state': model.lifecycle_state, 'model state': model.phase,
               'model_path': model.model_path, 'quantization': model.quantization,
-              'dtype': model.dtype, 'exit layer': model.exit_layer,
+              'device': model.device, 'dtype': model.dtype, 'exit layer': model.exit_layer,
+              'ros distro': ros_distro(),
               'tasks': ', '.join(model.tasks)}
     if model.phase == 'failed':
         level, message = ERROR, f'model failed to load: {model.error}'
@@ -84,9 +89,11 @@ def model_statuses(node: str, model: ModelReport) -> list[DiagnosticStatus]:
         statuses.append(_status(f'{node}: device', OK, model.device, hw,
                                 {'device': model.device, 'dtype': model.dtype}))
     elif model.phase == 'failed' and model.error_kind == 'DeviceError':
-        statuses.append(_status(f'{node}: device', ERROR, model.error, hw, {}))
+        statuses.append(_status(f'{node}: device', ERROR, model.error, hw,
+                                {'device': model.device}))
     else:
-        statuses.append(_status(f'{node}: device', OK, 'no model loaded', hw, {}))
+        statuses.append(_status(f'{node}: device', OK, 'no model loaded', hw,
+                                {'device': model.device}))
     if model.selftest_ok is not None:
         level = OK if model.selftest_ok else ERROR
         message = model.selftest_message
@@ -108,19 +115,18 @@ def camera_status(node: str, camera: CameraSpec, stats: CameraStats, active: boo
               'frame rate (Hz)': f'{stats.frames_per_second:.1f}', 'newest frame age (s)': age}
     name = f'{node}: camera {camera.name}'
     if not active:
-        return _status(name, OK, 'not subscribed (node not active)', camera.topic, values)
+        return _status(name, OK, 'not subscribed (node not active)', node, values)
     if stats.age_s is None:
-        return _status(name, WARN, f'no frame received yet on {camera.topic}', camera.topic,
-                       values)
+        return _status(name, WARN, f'no frame received yet on {camera.topic}', node, values)
     if max_age > 0 and stats.age_s > max_age:
         return _status(name, WARN, f'stale: newest frame is {age} s old (max_image_age '
-                       f'{max_age:g} s)', camera.topic, values)
+                       f'{max_age:g} s)', node, values)
     return _status(name, OK, f'{stats.frames_per_second:.1f} Hz, newest frame {age} s old',
-                   camera.topic, values)
+                   node, values)
 
 
 def answer_statuses(node: str, answers: Sequence[AnswerStats], worker_errors: int,
-                    last_error: str, hardware_id: str) -> list[DiagnosticStatus]:
+                    last_error: str) -> list[DiagnosticStatus]:
     """Return the answer-rate and latency statuses over every (task, camera) series."""
     rate_values, latency_values = {}, {}
     for a in answers:
@@ -138,9 +144,8 @@ def answer_statuses(node: str, answers: Sequence[AnswerStats], worker_errors: in
     rate_message = f'{total_rate:.2f} answers/s over {len(answers)} task/camera pair(s)'
     worst = max((a.p95_ms for a in answers if not math.isnan(a.p95_ms)), default=float('nan'))
     return [
-        _status(f'{node}: answers', OK, rate_message, hardware_id, rate_values),
-        _status(f'{node}: latency', OK, f'worst p95 {_ms(worst)} ms', hardware_id,
-                latency_values),
+        _status(f'{node}: answers', OK, rate_message, node, rate_values),
+        _status(f'{node}: latency', OK, f'worst p95 {_ms(worst)} ms', node, latency_values),
     ]
 
 
@@ -148,10 +153,14 @@ def build_diagnostics(node: str, stamp: Time, model: ModelReport,
                       cameras: Sequence[tuple[CameraSpec, CameraStats]], active: bool,
                       max_age: float, answers: Sequence[AnswerStats], worker_errors: int = 0,
                       last_error: str = '') -> DiagnosticArray:
-    """Assemble every status of the node into one DiagnosticArray stamped `stamp`."""
+    """
+    Assemble every status of the node into one DiagnosticArray stamped `stamp`.
+
+    `node` is the fully qualified node name (``Node.get_fully_qualified_name()``).
+    """
     statuses = model_statuses(node, model)
     statuses += [camera_status(node, spec, stats, active, max_age) for spec, stats in cameras]
-    statuses += answer_statuses(node, answers, worker_errors, last_error, model.device)
+    statuses += answer_statuses(node, answers, worker_errors, last_error)
     msg = DiagnosticArray(status=statuses)
     msg.header.stamp = stamp
     return msg

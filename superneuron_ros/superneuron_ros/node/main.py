@@ -33,6 +33,7 @@ from typing import Any, Callable
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
+from superneuron_ros.node.launch_args import params_file_problems
 from superneuron_ros.node.superneuron_node import SuperneuronNode
 
 # The executor is single-threaded on purpose: every callback is short (image callbacks store a
@@ -61,6 +62,10 @@ def main(args: list[str] | None = None, loader: Any = None) -> int:
     """
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+    problems = params_file_problems(sys.argv if args is None else args)  # rcl: a traceback
+    if problems:
+        sys.stderr.write(''.join(f'superneuron_node: {problem}\n' for problem in problems))
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

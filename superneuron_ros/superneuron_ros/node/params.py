@@ -19,17 +19,25 @@ Cameras cannot be a dict in ROS parameters, so they are a list of names plus, pe
 ``<name>.topic`` and a ``<name>.transport`` parameter declared after reading the list (as nav2
 does for its plugins). Standing tasks are strings ``TASK@CAMERA`` (every frame) or
 ``TASK@CAMERA:RATE_HZ``.
+
+A params file whose value has the wrong type never kills the node: an integer where a double is
+declared (``max_image_age: 1``) is taken as that double; any other wrong type or an out-of-range
+value is replaced by the default and reported, naming the parameter, the expected and the given
+type, by :func:`read_settings` (so configure fails and /diagnostics shows it as an ERROR).
 """
 
 from dataclasses import dataclass, replace
 import re
 from typing import Any, Sequence
+import weakref
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.node.compat import parameter_override
 from superneuron_ros.vlm.config import LoadConfig
 
 TRANSPORTS = ('raw', 'compressed')
@@ -168,64 +176,124 @@ def _descriptor(description: str, read_only: bool = False, floats: tuple = (),
     return descriptor
 
 
+# Per node: parameter name -> (problem, the default declared instead) for values from the params
+# file that could not be declared (wrong type, out of range). read_settings reports them.
+_DECLARATION_PROBLEMS: 'weakref.WeakKeyDictionary[Node, dict[str, tuple[str, Any]]]' = (
+    weakref.WeakKeyDictionary())
+_TYPE_NAMES = {bool: 'bool', int: 'integer', float: 'double', str: 'string', bytes: 'byte array'}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({_type_name(v) for v in value})
+        return f'{"/".join(kinds) or "empty"} array'
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _a(noun: str) -> str:
+    return f'an {noun}' if noun[:1] in 'aeiou' else f'a {noun}'
+
+
+def _range_problem(name: str, value: Any, descriptor: ParameterDescriptor, exc: Exception) -> str:
+    ranges = list(descriptor.floating_point_range) + list(descriptor.integer_range)
+    if not ranges:
+        return f'parameter {name}: {exc}'
+    return (f'parameter {name} is {value!r} in the params file, outside its range '
+            f'{ranges[0].from_value:g} to {ranges[0].to_value:g}')
+
+
+def _declare(node: Node, name: str, default: Any, descriptor: ParameterDescriptor) -> Any:
+    """Declare one parameter; on a bad override declare the default and remember the problem."""
+    untyped = isinstance(default, Parameter.Type)  # declared by type, with no default value
+    expected = 'string array' if untyped else _type_name(default)
+    given = parameter_override(node, name)
+    try:
+        return node.declare_parameter(name, default, descriptor)
+    except InvalidParameterTypeException as exc:
+        problem = (f'parameter {name} must be {_a(expected)}, but the params file gives '
+                   f'{given!r} ({_a(_type_name(given))})' if given is not None else str(exc))
+        if isinstance(default, float) and type(given) is int and float(given) == given:
+            try:  # an integer for a double: the most common YAML slip, and lossless
+                return node.declare_parameter(name, float(given), descriptor,
+                                              ignore_override=True)
+            except InvalidParameterValueException as range_exc:
+                problem = _range_problem(name, given, descriptor, range_exc)
+    except InvalidParameterValueException as exc:
+        problem = _range_problem(name, given, descriptor, exc)
+    _DECLARATION_PROBLEMS.setdefault(node, {})[name] = (problem, None if untyped else default)
+    return node.declare_parameter(name, default, descriptor, ignore_override=True)
+
+
+def _current(node: Node, name: str) -> Any:
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None
+
+
+def declaration_problems(node: Node) -> list[str]:
+    """Return the bad params-file values still in effect (their parameter kept its default)."""
+    return [problem for name, (problem, fallback) in _DECLARATION_PROBLEMS.get(node, {}).items()
+            if _current(node, name) == fallback]
+
+
 def declare_node_parameters(node: Node) -> None:
     """Declare every parameter, the per-camera ones after reading the `cameras` list."""
     d = NodeSettings()
-    node.declare_parameter('autostart', d.autostart, _descriptor(
+    _declare(node, 'autostart', d.autostart, _descriptor(
         'Configure and activate on start-up (false: wait for lifecycle transitions).', True))
-    node.declare_parameter('model_path', d.model_path, _descriptor(
+    _declare(node, 'model_path', d.model_path, _descriptor(
         'Folder of the local Hugging Face vision-language model (never downloaded).', True))
-    node.declare_parameter('quantization', d.quantization, _descriptor(
+    _declare(node, 'quantization', d.quantization, _descriptor(
         'Weight quantization: bitsandbytes nf4/fp4/int8, torchao int4 weight-only (where '
         'bitsandbytes fails, e.g. JetPack 6), or none.', True,
         constraints='one of nf4, fp4, int8, torchao-int4, none'))
-    node.declare_parameter('quantize_modules', d.quantize_modules, _descriptor(
+    _declare(node, 'quantize_modules', d.quantize_modules, _descriptor(
         'Which linear layers are quantized: language (decoder layers only; vision tower and '
         'projector in the compute dtype) or all. Must match the profiles.', True,
         constraints='language or all'))
-    node.declare_parameter('accept_failed_selftest', d.accept_failed_selftest, _descriptor(
+    _declare(node, 'accept_failed_selftest', d.accept_failed_selftest, _descriptor(
         'Serve although the quantization self-test failed (answers may be wrong; reported in '
         '/diagnostics).', True))
-    node.declare_parameter('allow_quantization_mismatch', d.allow_quantization_mismatch,
-                           _descriptor('Run profiles calibrated under another quantization '
-                                       '(accuracy not the calibrated one; reported in '
-                                       '/diagnostics).', True))
-    node.declare_parameter('device', d.device, _descriptor(
+    _declare(node, 'allow_quantization_mismatch', d.allow_quantization_mismatch, _descriptor(
+        'Run profiles calibrated under another quantization (accuracy not the calibrated one; '
+        'reported in /diagnostics).', True))
+    _declare(node, 'device', d.device, _descriptor(
         'Device for the model.', True, constraints='auto, cpu, cuda or cuda:N'))
-    node.declare_parameter('dtype', d.dtype, _descriptor(
+    _declare(node, 'dtype', d.dtype, _descriptor(
         'Compute dtype.', True, constraints='auto, float32, float16 or bfloat16'))
-    node.declare_parameter('profiles', Parameter.Type.STRING_ARRAY, _descriptor(
+    _declare(node, 'profiles', Parameter.Type.STRING_ARRAY, _descriptor(
         'Profile folders, or folders of them, made by `superneuron calibrate`; read at '
         'configure (change it, then cleanup and configure).'))
-    node.declare_parameter('cameras', ['camera'], _descriptor(
+    _declare(node, 'cameras', ['camera'], _descriptor(
         'Camera names; each has <name>.topic and <name>.transport parameters.', True))
     for name in dict.fromkeys(_string_list(node, 'cameras')):
         if not _NAME.match(name):
             continue  # read_settings reports it; the node stays up to say so
-        transport = node.declare_parameter(f'{name}.transport', 'raw', _descriptor(
+        transport = _declare(node, f'{name}.transport', 'raw', _descriptor(
             f'How camera {name} is read: raw (sensor_msgs/Image) or compressed '
             '(sensor_msgs/CompressedImage).', True, constraints='raw or compressed')).value
         suffix = '/compressed' if transport == 'compressed' else ''
-        node.declare_parameter(f'{name}.topic', f'{name}/image_raw{suffix}', _descriptor(
+        _declare(node, f'{name}.topic', f'{name}/image_raw{suffix}', _descriptor(
             f'Topic of camera {name}.', True))
-    node.declare_parameter('default_camera', d.default_camera, _descriptor(
+    _declare(node, 'default_camera', d.default_camera, _descriptor(
         'Camera used by ~/ask when the request names none; empty: the first camera.'))
-    node.declare_parameter('max_image_age', d.max_image_age, _descriptor(
+    _declare(node, 'max_image_age', d.max_image_age, _descriptor(
         'Oldest frame (seconds since the node received it) that is answered; 0: no limit. '
         'Cameras with older frames are reported stale.', floats=(0.0, 3600.0)))
-    node.declare_parameter('max_image_pixels', d.max_image_pixels, _descriptor(
+    _declare(node, 'max_image_pixels', d.max_image_pixels, _descriptor(
         'Largest image (width x height) accepted; 0: no limit.', ints=(0, 2 ** 31 - 1)))
-    node.declare_parameter('standing_tasks', Parameter.Type.STRING_ARRAY, _descriptor(
+    _declare(node, 'standing_tasks', Parameter.Type.STRING_ARRAY, _descriptor(
         'Tasks answered continuously, as TASK@CAMERA (every frame) or TASK@CAMERA:RATE_HZ.'))
-    node.declare_parameter('diagnostics_period', d.diagnostics_period, _descriptor(
+    _declare(node, 'diagnostics_period', d.diagnostics_period, _descriptor(
         'Seconds between /diagnostics and ~/latency messages.', floats=(0.1, 60.0)))
-    node.declare_parameter('latency_window', d.latency_window, _descriptor(
+    _declare(node, 'latency_window', d.latency_window, _descriptor(
         'Seconds of answers over which p50/p95 latency and answer rate are computed.',
         floats=(1.0, 3600.0)))
-    node.declare_parameter('max_queue', d.max_queue, _descriptor(
+    _declare(node, 'max_queue', d.max_queue, _descriptor(
         'Ask calls that may wait for the model; more are refused at once as busy.',
         ints=(1, 100000)))
-    node.declare_parameter('max_aspect_ratio', d.max_aspect_ratio, _descriptor(
+    _declare(node, 'max_aspect_ratio', d.max_aspect_ratio, _descriptor(
         'Most elongated image accepted (long side / short side); 0: no limit. Image '
         'processors scale the short side up, so a 1xN image would cost gigabytes.',
         floats=(0.0, 1e6)))
@@ -241,6 +309,10 @@ def _string_list(node: Node, name: str) -> list[str]:
 
 def read_settings(node: Node) -> NodeSettings:
     """Read every declared parameter into NodeSettings, checking the cross-parameter rules."""
+    problems = declaration_problems(node)
+    if problems:
+        raise ParameterError('; '.join(problems) + ' (the node stays unconfigured: fix the '
+                             'params file and restart it, or set the parameter and configure)')
     value = node.get_parameter
     cameras = []
     for name in _string_list(node, 'cameras'):
@@ -270,6 +342,19 @@ def read_settings(node: Node) -> NodeSettings:
         max_aspect_ratio=value('max_aspect_ratio').value)
     check_default_camera(settings.default_camera, names)
     return settings
+
+
+def check_standing_tasks(tasks: Sequence[StandingTask], loaded: Sequence[str]) -> None:
+    """
+    Refuse standing tasks that name a task no loaded profile provides.
+
+    Configure fails with this error rather than running only some of them, so that the
+    standing_tasks parameter always equals what the node runs.
+    """
+    unknown = [f'{t.task}@{t.camera}' for t in tasks if t.task not in loaded]
+    if unknown:
+        raise ParameterError(f'standing_tasks {unknown} name task(s) that no profile provides '
+                             f'(loaded: {sorted(loaded)}); fix standing_tasks or profiles')
 
 
 def check_default_camera(name: str, cameras: Sequence[str]) -> None:

@@ -41,14 +41,16 @@ from sensor_msgs.msg import CompressedImage, Image
 from superneuron_interfaces.msg import LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
 from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.node.annotated import AnnotatedImages
 from superneuron_ros.node.answering import Answerer
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
 from superneuron_ros.node.messages import latency_msg
 from superneuron_ros.node.model import load_runtime, ModelSlot
 from superneuron_ros.node.outputs import AnswerTopics
-from superneuron_ros.node.params import (declare_node_parameters, NodeSettings, ParameterError,
-                                         read_settings, StandingTask, updated_settings)
+from superneuron_ros.node.params import (check_standing_tasks, declare_node_parameters,
+                                         NodeSettings, ParameterError, read_settings,
+                                         StandingTask, updated_settings)
 from superneuron_ros.node.standing import StandingScheduler
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
 from superneuron_ros.node.worker import INACTIVE, InferenceWorker, SHUTTING_DOWN
@@ -91,6 +93,7 @@ class SuperneuronNode(LifecycleNode):
         self._endpoints: list[tuple[Callable[[Any], Any], Any]] = []  # (destroy, entity)
         self.answer_topics = AnswerTopics(self)
         self._latency_pub = None
+        self._annotated: AnnotatedImages | None = None  # ~/<camera>/annotated while active
         self._active = False
         self._shutting_down = False
         self._asks_in_flight = 0  # Ask callbacks not yet returned (executor thread only)
@@ -144,7 +147,9 @@ class SuperneuronNode(LifecycleNode):
             self.settings = read_settings(self)
             self.stats.set_window(self.settings.latency_window)
             self.model.load(self.settings)
+            check_standing_tasks(self.settings.standing_tasks, self.model.tasks)
         except Exception as exc:
+            self.model.release()  # a model loaded before a failing check is freed again
             self.model.mark_failed(exc)  # also parameter errors raised before loading
             kind = '' if isinstance(exc, SuperneuronError) else f'{type(exc).__name__}: '
             self.get_logger().error(f'configure failed: {kind}{exc}')
@@ -275,6 +280,8 @@ class SuperneuronNode(LifecycleNode):
             self._topics[camera.name] = subscription.topic_name  # after namespace and remaps
         self._latency_pub = self.create_publisher(LatencyStats, '~/latency', 10)
         self._endpoints.append((self.destroy_publisher, self._latency_pub))
+        self._annotated = AnnotatedImages(self, settings.camera_names)  # ~/<camera>/annotated
+        self._endpoints += self._annotated.endpoints(self.destroy_publisher)
         self._start_standing(settings.standing_tasks)
 
     def _destroy_endpoints(self) -> None:
@@ -284,6 +291,7 @@ class SuperneuronNode(LifecycleNode):
             was_active, self._active = self._active, False
             self.store.close()
             self._latency_pub = None
+            self._annotated = None
             endpoints, self._endpoints = self._endpoints, []
             for destroy, entity in endpoints:
                 destroy(entity)
@@ -316,7 +324,13 @@ class SuperneuronNode(LifecycleNode):
         self.worker.set_standing(StandingScheduler(known, self.store) if known else None)
 
     def _on_batch(self, batch: Any, outcome: Any) -> None:
-        self.answerer.publish_batch(batch, outcome, self.answer_topics.publish)
+        annotated = self._annotated  # None while inactive
+        if annotated is None:
+            self.answerer.publish_batch(batch, outcome, self.answer_topics.publish)
+            return
+        annotated.answer_batch(
+            batch, lambda b, publish: self.answerer.publish_batch(b, outcome, publish),
+            self.answer_topics.publish)
 
     def _log_worker_error(self, message: str) -> None:
         self.get_logger().error(message, throttle_duration_sec=5.0)
@@ -363,8 +377,8 @@ class SuperneuronNode(LifecycleNode):
         cameras = [(replace(spec, topic=self._topics.get(spec.name, spec.topic)),
                     self.stats.camera(spec.name, now)) for spec in self.settings.cameras]
         self._diagnostics_pub.publish(build_diagnostics(
-            self.get_name(), stamp, report, cameras, self._active, self.settings.max_image_age,
-            answers, self.worker.errors, self.worker.last_error))
+            self.get_fully_qualified_name(), stamp, report, cameras, self._active,
+            self.settings.max_image_age, answers, self.worker.errors, self.worker.last_error))
         with self._endpoint_lock:
             if self._latency_pub is None:
                 return
