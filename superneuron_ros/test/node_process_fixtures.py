@@ -36,8 +36,8 @@ from superneuron_ros.runtime.facade import Runtime
 from superneuron_ros.vlm.loading import LoadConfig
 
 TASKS = ('red_present', 'shape_count')
-OPTIONS = CalibrationOptions(k=5, report_k=(1, 5), folds=3, baseline=False, progress=False,
-                             quantization='nf4', device='cpu')
+OPTIONS = CalibrationOptions(k=5, sizes=(4, 8), folds=3, repeats=1, rank_folds=3, baseline=False,
+                             progress=False, quantization='nf4', device='cpu')
 
 
 @pytest.fixture(scope='session')
