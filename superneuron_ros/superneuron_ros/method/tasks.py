@@ -224,7 +224,7 @@ class TaskSpec:
 
     @property
     def yes_index(self) -> int | None:
-        """Return the index of 'yes' for a yes/no task, else None."""
+        """Return the index of 'yes' for a yes/no task, else None: the one rule, for all."""
         folded = [normalize_text(lab) for lab in self.labels]
         if sorted(folded) == ['no', 'yes']:
             return folded.index('yes')
