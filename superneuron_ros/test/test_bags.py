@@ -14,7 +14,10 @@
 
 """`superneuron import-bag`: bags written here with rosbags itself, sqlite3 and mcap."""
 
+import os
 from pathlib import Path
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -161,3 +164,19 @@ def test_cli_import_then_calibrate_reads_it(tmp_path, capsys):
     assert [ex.label for ex in examples] == ['yes'] * 3 + ['no'] * 3
     assert main(['import-bag', str(bag), '--topic', '/cam', '--task', str(tmp_path / 'task.yaml'),
                  '--label-topic', '/label', '--out', str(tmp_path / 'set')]) == 2
+
+
+def test_import_needs_no_ros_install(tmp_path):
+    """The bag reader and the frame decoders import with every ROS package blocked."""
+    code = ('import sys\n'
+            'for name in ("rclpy", "sensor_msgs", "std_msgs", "builtin_interfaces",'
+            ' "superneuron_interfaces"):\n'
+            '    sys.modules[name] = None\n'
+            'from superneuron_ros.lab.bags import import_bag\n'
+            'from superneuron_ros.cli import import_bag as cli\n'
+            'print("ok")\n')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'ok'

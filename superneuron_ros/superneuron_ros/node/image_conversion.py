@@ -24,8 +24,19 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
 from superneuron_ros.errors import ImageError
+
+
+def _message_types() -> tuple[type, type]:
+    """
+    Return (Image, CompressedImage) of sensor_msgs, imported on first use.
+
+    The decoders read only the messages' fields, so they also convert messages that are not
+    rclpy's (``superneuron import-bag`` hands them rosbags' messages, without a ROS install).
+    """
+    from sensor_msgs.msg import CompressedImage, Image
+    return Image, CompressedImage
+
 
 # encoding -> (channels, bytes per channel, channel order as read)
 ENCODINGS = {
@@ -114,6 +125,7 @@ def check_msg(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> N
 
     Cheap (no pixel is decoded), so callbacks can refuse a bad image before queueing it.
     """
+    Image, CompressedImage = _message_types()
     if isinstance(msg, CompressedImage):
         data = bytes(msg.data[:65536]) if len(msg.data) else b''
         if not data:
@@ -127,7 +139,7 @@ def check_msg(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> N
     check_size(height, width, max_pixels, max_aspect_ratio)
 
 
-def image_to_rgb(msg: Image, max_pixels: int = 0, max_aspect_ratio: float = 0.0
+def image_to_rgb(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0
                  ) -> np.ndarray:
     """
     Convert a sensor_msgs/Image to a new (H, W, 3) uint8 RGB array.
@@ -166,7 +178,7 @@ def image_to_rgb(msg: Image, max_pixels: int = 0, max_aspect_ratio: float = 0.0
     return np.array(pixels[:, :, :3], order='C')  # [H, W, 3], a copy
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 0,
+def compressed_to_rgb(msg: Any, max_pixels: int = 0,
                       max_aspect_ratio: float = 0.0) -> np.ndarray:
     """
     Decode a JPEG or PNG sensor_msgs/CompressedImage to a new (H, W, 3) uint8 RGB array.
@@ -191,6 +203,7 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = 0,
 
 def msg_to_rgb(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> np.ndarray:
     """Convert an Image or CompressedImage message to a new (H, W, 3) uint8 RGB array."""
+    Image, CompressedImage = _message_types()
     if isinstance(msg, CompressedImage):
         return compressed_to_rgb(msg, max_pixels, max_aspect_ratio)
     if isinstance(msg, Image):
@@ -199,12 +212,12 @@ def msg_to_rgb(msg: Any, max_pixels: int = 0, max_aspect_ratio: float = 0.0) -> 
                      'sensor_msgs/Image or sensor_msgs/CompressedImage')
 
 
-def rgb_to_image(rgb: np.ndarray, header: Any = None) -> Image:
+def rgb_to_image(rgb: np.ndarray, header: Any = None) -> Any:
     """Build an rgb8 sensor_msgs/Image from an (H, W, 3) uint8 RGB array."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageError(f'expected an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}')
-    msg = Image()
+    msg = _message_types()[0]()
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
