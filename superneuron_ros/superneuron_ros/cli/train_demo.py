@@ -35,7 +35,7 @@ def _positive_float(text: str) -> float:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `train-demo` subcommand."""
     parser = subparsers.add_parser(
-        'train-demo', help='train the small demo VLM on generated scenes (CPU, ~30 min)',
+        'train-demo', help='train the small demo VLM on generated scenes (CPU, ~90 min)',
         description='Build the demo LLaVA preset with seeded random weights, train it with AdamW '
                     'on question/answer pairs about generated scenes until the time or step '
                     'budget is spent, save it (float16 safetensors + processor) into DIR, then '
@@ -44,8 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--out', type=Path, required=True, metavar='DIR',
                         help='output model folder (created if missing, files overwritten)')
     parser.add_argument('--seed', type=int, default=0, help='seed (default: 0)')
-    parser.add_argument('--minutes', type=_positive_float, default=25.0,
-                        help='training time budget in minutes (default: 25)')
+    parser.add_argument('--minutes', type=_positive_float, default=85.0,
+                        help='training time budget in minutes (default: 85)')
     parser.add_argument('--steps', type=positive_int, default=None,
                         help='step budget (default: none; with --minutes, whichever ends first)')
     parser.add_argument('--batch-size', type=positive_int, default=16,

@@ -19,10 +19,9 @@ Train the small demo VLM on generated scenes and measure it the way the product 
 weights, trains it with AdamW on question / answer pairs drawn on the fly from
 :mod:`~superneuron_ros.lab.scenes` (the prompt through the chat template with the generation
 prompt, the loss on the answer tokens and eos only), saves it in float16 with its processor, and
-evaluates it on held-out scenes by greedy generation through
-:func:`~superneuron_ros.vlm.loading.load_model` and
-:meth:`~superneuron_ros.vlm.engine.Engine.generate`, mapped with
-:meth:`~superneuron_ros.method.tasks.TaskSpec.match_answer`.
+evaluates it on fresh scenes by greedy generation (:mod:`~superneuron_ros.lab.train_eval`: seen
+and unseen phrasings, shifted images). Every training question is worded by one of its task's
+training phrasings, drawn at random (:func:`~superneuron_ros.lab.scenes.phrasings`).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -32,20 +31,20 @@ import math
 from pathlib import Path
 import time
 from typing import Any, Callable, Sequence
-import zlib
 
 import numpy as np
 from superneuron_ros.errors import DataError
-from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, random_scene, render,
-                                        sample_scene_for, Scene, TASKS)
+from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, phrasings, random_scene,
+                                        render, sample_scene_for, Scene, TASKS)
 from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher, Sample
+from superneuron_ros.lab.train_eval import balanced_samples, CONDITIONS, evaluate_folder
 import torch
 from tqdm import tqdm
 
 LOG = logging.getLogger(__name__)
 
 REPORT = 'training_report.json'
-# Each presence question is one of six alike tasks; the three others get twice their weight.
+# Each presence question is one of six alike tasks; the others get twice their weight.
 DEFAULT_WEIGHTS = {name: (1.0 if name.endswith('_present') else 2.0) for name in TASKS}
 
 
@@ -54,7 +53,7 @@ class TrainConfig:
     """How to train: seed, budget (minutes and / or steps), optimiser and data settings."""
 
     seed: int = 0
-    minutes: float | None = 25.0  # wall-clock budget of the training loop; None: steps only
+    minutes: float | None = 85.0  # wall-clock budget of the training loop; None: steps only
     steps: int | None = None  # step budget; None: minutes only
     batch_size: int = 16  # images per step; each carries several questions
     lr: float = 1e-3  # peak learning rate (see learning_rate for the schedule)
@@ -138,7 +137,20 @@ def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: in
     if weights.get('shape_colour', 0) > 0:
         questions.append(('shape_colour', scene.shapes[0].colour))
     questions = [(task, label) for task, label in questions if weights.get(task, 0) > 0]
-    return Sample(render(scene, size), tuple(questions))
+    return _worded(render(scene, size), questions, rng)
+
+
+def _worded(image: np.ndarray, questions: list[tuple[str, str]],
+            rng: np.random.Generator) -> Sample:
+    """Return a sample whose questions are each worded by a random training phrasing."""
+    texts = []
+    for task, _ in questions:
+        options = phrasings(task, 'seen')
+        texts.append(options[int(rng.integers(len(options)))])
+    return Sample(image, tuple(questions), tuple(texts))
+
+
+_EXTRAS = ('shape_count', 'shape_colour', 'red_touching_edge', 'shape_in_left_half')
 
 
 def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
@@ -149,8 +161,9 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
 
     The main question's task is drawn by weight and its label uniformly, then a scene with that
     answer. Added to it: `presence_pairs` present and as many absent colours (so presence stays
-    balanced), the shape count, and the largest shape's colour where one is clearly largest.
-    A fraction `simple` of the images are one-shape scenes instead (see `_simple_sample`).
+    balanced), and the count, largest colour, red-at-the-edge and left-half questions where
+    they apply. A fraction `simple` of the images are one-shape scenes instead (see
+    `_simple_sample`). Each question is worded by a random training phrasing of its task.
     """
     names = [name for name, weight in weights.items() if weight > 0]
     p = np.array([weights[name] for name in names], dtype=np.float64)
@@ -166,23 +179,13 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
         scene = sample_scene_for(spec.name, label, rng)
         colour = spec.name[:-len('_present')] if spec.name.endswith('_present') else ''
         questions = [(spec.name, label)] + _presence_questions(scene, rng, presence_pairs, colour)
-        for extra in ('shape_count', 'shape_colour'):
+        for extra in _EXTRAS:
             truth = answer(extra, scene)
             if extra != spec.name and truth is not None and weights.get(extra, 0) > 0:
                 questions.append((extra, truth))
         size = int(sizes[int(rng.integers(len(sizes)))])
-        samples.append(Sample(render(scene, size), tuple(questions)))
+        samples.append(_worded(render(scene, size), questions, rng))
     return samples
-
-
-def balanced_samples(task: str, n: int, seed: int, size: int) -> list[Sample]:
-    """Return `n` one-question samples of a task, labels balanced, drawn from (seed, task)."""
-    spec = get_task(task)
-    rng = np.random.default_rng([int(seed), 7, zlib.crc32(task.encode('utf-8'))])
-    labels = [spec.labels[i % len(spec.labels)] for i in range(n)]
-    labels = [labels[i] for i in rng.permutation(n)]
-    return [Sample(render(sample_scene_for(task, label, rng), size), ((task, label),))
-            for label in labels]
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -260,35 +263,6 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
                        history=history, losses=losses)
 
 
-def evaluate_folder(folder: str | Path, n_per_task: int = 150, seed: int = 1000,
-                    size: int = 96, tasks: Sequence[str] | None = None,
-                    progress_bar: bool = True) -> dict[str, Any]:
-    """
-    Measure a saved model by greedy generation through load_model and Engine.generate.
-
-    Each task gets `n_per_task` held-out scenes (labels balanced, drawn from (seed, task)),
-    rendered at `size` pixels. An answer that match_answer cannot map counts as wrong.
-    """
-    from superneuron_ros.vlm.engine import Engine
-    from superneuron_ros.vlm.loading import load_model, LoadConfig
-    engine = Engine(load_model(LoadConfig(str(folder), quantization='none')))
-    results: dict[str, Any] = {}
-    names = list(TASKS) if tasks is None else list(tasks)
-    for task in tqdm(names, disable=not progress_bar, desc='evaluate', unit='task'):
-        spec = get_task(task)
-        prompt = engine.render_prompt(spec.question)
-        correct = unmapped = 0
-        for sample in balanced_samples(task, n_per_task, seed, size):
-            index = spec.match_answer(engine.generate(sample.image, prompt))
-            unmapped += index is None
-            correct += index == spec.label_index(sample.questions[0][1])
-        results[task] = {'accuracy': round(correct / n_per_task, 4), 'n': n_per_task,
-                         'unmapped': unmapped}
-        LOG.info('%s: %.1f%% of %d correct (%d unmapped)', task, 100 * correct / n_per_task,
-                 n_per_task, unmapped)
-    return results
-
-
 def folder_bytes(folder: str | Path) -> int:
     """Return the total size of the files in a folder."""
     return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
@@ -325,14 +299,21 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
                    for k, v in asdict(config).items()},
         'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads()}
     if eval_per_task > 0:
-        accuracy = evaluate_folder(out, eval_per_task, eval_seed, eval_size,
-                                   progress_bar=progress_bar)
+        results = evaluate_folder(out, eval_per_task, eval_seed, eval_size,
+                                  progress_bar=progress_bar)
         report['evaluation'] = {
             'method': 'greedy generation through load_model(quantization=none) + '
-                      'Engine.generate, mapped with TaskSpec.match_answer; unmapped = wrong',
+                      'Engine.generate on fresh scenes, mapped with TaskSpec.match_answer; '
+                      'unmapped = wrong; interval: 95% Wilson score',
+            'conditions': {'seen': 'training phrasings, images as in training',
+                           'unseen': 'held-out phrasings never shown in training',
+                           'shifted': 'training phrasings on images outside the training '
+                                      'ranges (scenes.SHIFTS: dim, bright, noisy in turn)'},
             'seed': eval_seed, 'image_size': eval_size, 'n_per_task': eval_per_task}
-        report['accuracy'] = {task: entry['accuracy'] for task, entry in accuracy.items()}
-        report['per_task'] = accuracy
+        report['accuracy'] = {condition: {task: entry['accuracy']
+                                          for task, entry in results[condition].items()}
+                              for condition in CONDITIONS}
+        report['per_task'] = results
     report['loss_curve'] = result.loss_curve()
     report['checks'] = [{'step': r['step'], 'first_token_accuracy': r['check']}
                         for r in result.history if 'check' in r]
