@@ -23,8 +23,8 @@ from superneuron_ros.cli.main import build_parser
 from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
-from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, REPORT, train_demo,
-                                       TrainConfig)
+from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, evaluate_into_report,
+                                       REPORT, train_demo, TrainConfig)
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
                                             wilson_interval)
@@ -123,6 +123,14 @@ def test_training_reduces_loss_and_saves_a_loadable_model(trained: tuple[Path, d
     sample = balanced_samples('red_present', 1, seed=0, size=TINY_SIZE)[0]
     text = engine.generate(sample.image, engine.render_prompt(get_task('red_present').question))
     assert isinstance(text, str)
+    report = evaluate_into_report(folder, 1, seed=5, size=TINY_SIZE, command='again',
+                                  progress_bar=False)
+    saved = json.loads((folder / REPORT).read_text())
+    assert saved['steps'] == 16 and saved['evaluation']['command'] == 'again'
+    assert saved['per_task'] == report['per_task'] and set(saved['accuracy']) == set(CONDITIONS)
+    assert saved['per_task']['seen']['shape_count']['n'] == 1
+    with pytest.raises(DataError, match='train-demo'):
+        evaluate_into_report(folder / 'nothing', 1, seed=5, size=TINY_SIZE)
     results = evaluate_folder(folder, n_per_task=2, seed=5, size=TINY_SIZE,
                               tasks=['red_present', 'shape_in_left_half'], progress_bar=False)
     assert set(results) == set(CONDITIONS)
@@ -165,6 +173,23 @@ def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
     assert vars(again) == vars(args)
     with pytest.raises(SystemExit):
         build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--minutes', '0'])
+    only = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--eval-only',
+                                      '--eval-per-task', '3'])
+    assert command_line(only).split()[3:] == [str(tmp_path), '--eval-only', '--threads', '2',
+                                              '--eval-per-task', '3', '--eval-seed', '1000']
+    assert vars(build_parser().parse_args(command_line(only).split()[1:])) == vars(only)
+
+
+def test_demo_preset_is_deep_and_small() -> None:
+    """The demo preset: >= 12 decoder layers, >= 96 px, 64 image tokens, <= 40 MB in float16."""
+    from superneuron_ros.lab.zoo.build import count_parameters
+    from superneuron_ros.lab.zoo.presets import get_preset
+    preset = get_preset('demo')
+    config = preset.config()
+    vision = config.vision_config
+    assert config.text_config.num_hidden_layers >= 12 and preset.image_size >= 96
+    assert (vision.image_size // vision.patch_size) ** 2 == config.image_seq_length == 64
+    assert 2 * count_parameters(config) <= 40e6
 
 
 @pytest.mark.skipif(not (DEMO_MODEL / 'model.safetensors').is_file(),

@@ -60,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              '(default: 150)')
     parser.add_argument('--eval-seed', type=int, default=1000,
                         help='seed of the held-out scenes (default: 1000)')
+    parser.add_argument('--eval-only', action='store_true',
+                        help='do not train: evaluate the model already in DIR (written by '
+                             'train-demo) and add the results to its training_report.json')
     parser.add_argument('--check-every', type=int, default=100, metavar='STEPS',
                         help='steps between quick held-out checks in the log; 0: never '
                              '(default: 100)')
@@ -75,12 +78,23 @@ def command_line(args: argparse.Namespace) -> str:
              '--check-every', str(args.check_every)]
     if args.steps is not None:
         words += ['--steps', str(args.steps)]
+    if args.eval_only:  # the training options do not apply
+        words = ['superneuron', 'train-demo', '--out', str(args.out), '--eval-only',
+                 '--threads', str(args.threads), '--eval-per-task', str(args.eval_per_task),
+                 '--eval-seed', str(args.eval_seed)]
     return ' '.join(shlex.quote(word) for word in words)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, save and evaluate the demo model; print the per-task accuracy."""
-    from superneuron_ros.lab.train import TrainConfig, train_demo
+    from superneuron_ros.lab.train import evaluate_into_report, TrainConfig, train_demo
+    if args.eval_only:
+        import torch
+        torch.set_num_threads(args.threads)
+        report = evaluate_into_report(args.out, args.eval_per_task, args.eval_seed, 96,
+                                      command=command_line(args))
+        _print_accuracy(report)
+        return 0
     config = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                          check_every=args.check_every)
@@ -88,6 +102,15 @@ def run(args: argparse.Namespace) -> int:
                         eval_seed=args.eval_seed, command=command_line(args))
     print(f'trained {report["steps"]} steps in {report["minutes"]:.1f} min, final loss '
           f'{report["final_loss"]:.4f}; model ({report["size_bytes"] / 1e6:.1f} MB) in {args.out}')
-    for task, accuracy in report.get('accuracy', {}).items():
-        print(f'  {task:18s} {100 * accuracy:5.1f}%')
+    _print_accuracy(report)
     return 0
+
+
+def _print_accuracy(report: dict) -> None:
+    """Print the per-task accuracy of each evaluation condition with its interval."""
+    for condition, tasks in report.get('per_task', {}).items():
+        print(f'{condition}:')
+        for task, entry in tasks.items():
+            low, high = entry['wilson95']
+            print(f'  {task:18s} {100 * entry["accuracy"]:5.1f}%  [{100 * low:.1f}, '
+                  f'{100 * high:.1f}]  n={entry["n"]}')

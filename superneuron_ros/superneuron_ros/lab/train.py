@@ -268,6 +268,40 @@ def folder_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
 
 
+def evaluation_entries(folder: str | Path, n_per_task: int, seed: int, size: int,
+                       progress_bar: bool = True, command: str = '') -> dict[str, Any]:
+    """Evaluate a saved model (see evaluate_folder); return the report's evaluation entries."""
+    results = evaluate_folder(folder, n_per_task, seed, size, progress_bar=progress_bar)
+    evaluation = {
+        'method': 'greedy generation through load_model(quantization=none) + '
+                  'Engine.generate on fresh scenes, mapped with TaskSpec.match_answer; '
+                  'unmapped = wrong; interval: 95% Wilson score',
+        'conditions': {'seen': 'training phrasings, images as in training',
+                       'unseen': 'held-out phrasings never shown in training',
+                       'shifted': 'training phrasings on images outside the training ranges '
+                                  '(scenes.SHIFTS: dim, bright, noisy in turn)'},
+        'seed': seed, 'image_size': size, 'n_per_task': n_per_task}
+    if command:
+        evaluation['command'] = command
+    return {'evaluation': evaluation,
+            'accuracy': {condition: {task: entry['accuracy']
+                                     for task, entry in results[condition].items()}
+                         for condition in CONDITIONS},
+            'per_task': results}
+
+
+def evaluate_into_report(folder: str | Path, n_per_task: int, seed: int, size: int,
+                         command: str = '', progress_bar: bool = True) -> dict[str, Any]:
+    """Evaluate a trained folder and write the entries into its training report (kept else)."""
+    path = Path(folder) / REPORT
+    if not path.is_file():
+        raise DataError(f'{path} is missing: evaluate a folder written by train-demo')
+    report = json.loads(path.read_text(encoding='utf-8'))
+    report.update(evaluation_entries(folder, n_per_task, seed, size, progress_bar, command))
+    path.write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
+    return report
+
+
 def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None = 'demo',
                num_layers: int = 2, eval_per_task: int = 150, eval_seed: int = 1000,
                eval_size: int = 96, command: str = '', progress_bar: bool = True,
@@ -299,21 +333,8 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
                    for k, v in asdict(config).items()},
         'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads()}
     if eval_per_task > 0:
-        results = evaluate_folder(out, eval_per_task, eval_seed, eval_size,
-                                  progress_bar=progress_bar)
-        report['evaluation'] = {
-            'method': 'greedy generation through load_model(quantization=none) + '
-                      'Engine.generate on fresh scenes, mapped with TaskSpec.match_answer; '
-                      'unmapped = wrong; interval: 95% Wilson score',
-            'conditions': {'seen': 'training phrasings, images as in training',
-                           'unseen': 'held-out phrasings never shown in training',
-                           'shifted': 'training phrasings on images outside the training '
-                                      'ranges (scenes.SHIFTS: dim, bright, noisy in turn)'},
-            'seed': eval_seed, 'image_size': eval_size, 'n_per_task': eval_per_task}
-        report['accuracy'] = {condition: {task: entry['accuracy']
-                                          for task, entry in results[condition].items()}
-                              for condition in CONDITIONS}
-        report['per_task'] = results
+        report.update(evaluation_entries(out, eval_per_task, eval_seed, eval_size,
+                                         progress_bar))
     report['loss_curve'] = result.loss_curve()
     report['checks'] = [{'step': r['step'], 'first_token_accuracy': r['check']}
                         for r in result.history if 'check' in r]
