@@ -17,7 +17,7 @@
 import numpy as np
 import pytest
 from superneuron_ros.errors import DataError
-from superneuron_ros.method import probing
+from superneuron_ros.method import probing, ranking
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import TaskSpec
@@ -33,7 +33,7 @@ COLOURS = TaskSpec('colour', 'Which colour?', ('red', 'green', 'blue'))
 def _stumps(threshold, polarity, weight=None, means=None, layer=None, site=None, index=None):
     """Return a stump profile over k neurons (layer 0, residual, indices 0..k-1 by default)."""
     k = len(threshold)
-    return Profile(
+    return Profile.from_vote(
         task=YES_NO, prompt='p', exit_layer=1, kind='stump',
         layer=layer or [0] * k, site=site or [0] * k, index=index or list(range(k)),
         threshold=threshold, polarity=polarity, weight=weight or [1.0] * k,
@@ -43,7 +43,7 @@ def _stumps(threshold, polarity, weight=None, means=None, layer=None, site=None,
 def _means(means, weight=None):
     """Return a 3-label class-means profile over k neurons."""
     k = len(means)
-    return Profile(
+    return Profile.from_vote(
         task=COLOURS, prompt='p', exit_layer=1, kind='means', layer=[0] * k, site=[1] * k,
         index=list(range(k)), threshold=[np.nan] * k, polarity=[0] * k,
         weight=weight or [1.0] * k, means=means, fingerprint=FINGERPRINT)
@@ -68,7 +68,7 @@ def test_stump_votes_give_shares_label_and_confidence():
 
 
 def test_classifier_agrees_with_the_probing_functions():
-    """Votes and shares equal predict_stumps / predict_means and vote from probing."""
+    """Votes equal predict_stumps / predict_means; shares are the weighted vote fractions."""
     rng = np.random.default_rng(0)
     values = rng.normal(size=(20, 4))
     profile = _stumps([0.1, -0.2, 0.0, 0.3], [1, -1, -1, 1], weight=[1.0, 2.0, 0.5, 1.5])
@@ -77,7 +77,9 @@ def test_classifier_agrees_with_the_probing_functions():
     expected = probing.predict_stumps(torch.from_numpy(values).float(), fit)
     classifier = SuperNeuronClassifier(profile)
     np.testing.assert_array_equal(classifier.votes(values), expected.numpy())
-    shares = probing.vote(expected, profile.weight, 2).numpy()
+    weight = profile.weight.astype(np.float64)
+    shares = np.stack([((expected.numpy() == c) * weight).sum(axis=1) / weight.sum()
+                       for c in (0, 1)], axis=1)
     got = np.array([p.scores for p in classifier.predict(values)])
     np.testing.assert_allclose(got, shares, atol=1e-12)
     means = _means([[0.0, 1.0, 2.0], [2.0, 0.0, 1.0]])
@@ -146,7 +148,7 @@ def test_requirements_group_indices_by_site_and_map_back_to_profile_order():
 def test_bad_activations_raise_data_errors():
     """Wrong shapes, missing sites and NaN raise DataError with a hint."""
     classifier = SuperNeuronClassifier(_stumps([0.0, 0.0], [1, 1], site=[0, 1]))
-    with pytest.raises(DataError, match='profile neuron order'):
+    with pytest.raises(DataError, match='in readout order'):
         classifier.predict(np.zeros((1, 3)))
     with pytest.raises(DataError, match='NaN'):
         classifier.predict(np.array([[0.0, np.nan]]))
@@ -169,20 +171,35 @@ def test_a_profile_calibrated_with_probing_answers_new_samples(tmp_path):
         return x, y
 
     x, y = sample(200)
-    scores = probing.heldout_scores(x, y, 2, folds=5, seed=0)
-    best = probing.top_k(scores, 3)
+    scores = ranking.heldout_scores(x, y, 2, folds=5, seed=0)
+    best = ranking.top_k(scores, 3)
     assert sorted(best.tolist()) == [7, 21, 40]
     fit = probing.fit_stumps(x[:, best], y)
     means = probing.fit_means(x[:, best], y, 2).T  # [k, 2]
-    profile = Profile(task=YES_NO, prompt='p', exit_layer=0, kind='stump', layer=[0, 0, 0],
-                      site=[0, 0, 0], index=best.tolist(), threshold=fit.threshold.numpy(),
-                      polarity=fit.polarity.numpy(), means=means.numpy(),
-                      weight=scores[best].numpy(), fingerprint=FINGERPRINT,
-                      metrics={'heldout_accuracy': float(scores[best[0]])})
+    profile = Profile.from_vote(
+        task=YES_NO, prompt='p', exit_layer=0, kind='stump', layer=[0, 0, 0], site=[0, 0, 0],
+        index=best.tolist(), threshold=fit.threshold.numpy(), polarity=fit.polarity.numpy(),
+        means=means.numpy(), weight=scores[best].numpy(), fingerprint=FINGERPRINT,
+        metrics={'heldout_accuracy': float(scores[best[0]])})
     classifier = SuperNeuronClassifier(Profile.load(profile.save(tmp_path / 'red_present')))
     new_x, new_y = sample(300)
     labels = np.array([p.label_index for p in classifier.predict(new_x[:, best].numpy())])
-    votes = probing.predict_stumps(new_x[:, best], fit)  # [300, 3]
-    expected = probing.argmax_with_tiebreak(probing.vote(votes, scores[best], 2))
-    np.testing.assert_array_equal(labels, expected.numpy())
+    votes = probing.predict_stumps(new_x[:, best], fit).numpy()  # [300, 3]
+    weight = scores[best].numpy()
+    share_1 = (votes * weight).sum(axis=1) / weight.sum()
+    decided = np.abs(share_1 - 0.5) > 1e-9  # ties go to the margin rule, tested above
+    np.testing.assert_array_equal(labels[decided], (share_1 > 0.5)[decided].astype(int))
     assert (labels == new_y.numpy()).mean() > 0.9
+
+
+def test_single_exit_profiles_answer_through_the_layered_api():
+    """A format-1 profile has one readout, at its exit layer, and it is always confident."""
+    classifier = SuperNeuronClassifier(_stumps([0.0, 1.0, 2.0], [1, 1, -1]))
+    assert classifier.layers == (1,) and classifier.exit_layer == 1
+    plan = classifier.requirements_at(1)
+    assert {k: v.tolist() for k, v in plan.items()} == {(0, 'residual'): [0, 1, 2]}
+    acts = {(0, 'residual'): np.array([[0.5, 0.5, 0.5]])}
+    at = classifier.predict_at(1, acts)[0]
+    assert at == classifier.predict_from_sites(acts)[0] and at.confident and at.exit_layer == 1
+    with pytest.raises(DataError, match='no readout at layer 0'):
+        classifier.requirements_at(0)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from superneuron_ros.cli.main import main
 from superneuron_ros.errors import DataError
-from superneuron_ros.lab.evaluate import (confusion_scores, evaluate, EvaluationError,
-                                          EvaluationOptions, label_token_ids,
+from superneuron_ros.lab.evaluate import (bootstrap_interval, confusion_scores, evaluate,
+                                          EvaluationError, EvaluationOptions, label_token_ids,
                                           restricted_predictions)
 from superneuron_ros.lab.report import format_evaluation_table
 from superneuron_ros.lab.scene_datasets import write_dataset
@@ -105,11 +105,25 @@ def test_evaluate_compares_the_three_answers(calibrated_red_present, fresh_scene
         assert m['latency_ms']['mean'] > 0 and m['latency_ms']['p90'] >= m['latency_ms']['p50']
         assert m['accuracy'] == pytest.approx(np.trace(np.array(m['confusion'])[:, :2]) / 40)
     assert methods['superneurons']['accuracy'] >= 0.65
+    lo, hi = methods['superneurons']['accuracy_ci95']
+    assert 0.05 < hi - lo < 0.5  # 40 examples: a wide interval
+    for m in methods.values():
+        lo, hi = m['accuracy_ci95']
+        assert lo <= m['accuracy'] <= hi and hi - lo < 0.5
+    readouts = result['readouts']
+    profile = Profile.load(setup.profile_dir)
+    if profile.readouts[:-1]:
+        assert readouts['anytime']['mean_layers'] <= profile.exit_layer + 1
+    else:  # no anytime readout: the cascade is the fixed exit
+        assert readouts['anytime']['accuracy'] == readouts['fixed']['accuracy']
+    # The batched readout pass and the runtime answer alike at the fixed exit.
+    assert readouts['fixed']['accuracy'] == pytest.approx(methods['superneurons']['accuracy'],
+                                                          abs=0.026)
+    assert 0.0 <= readouts['fixed']['ece']['ece'] <= 0.5
     assert methods['superneurons']['stage_ms']['vision'] > 0
     assert methods['generate']['speedup'] == 1.0
     assert methods['generate']['unmapped'] == sum(row[2] for row in methods['generate']
                                                   ['confusion'])
-    profile = Profile.load(setup.profile_dir)
     token_sets = label_token_ids(full_engine.processor.tokenizer, profile.prompt, RED.labels)
     logits = full_engine.first_token_logits([load_image(ex.image_path) for ex in examples],
                                             [profile.prompt] * len(examples))
@@ -143,3 +157,12 @@ def test_cli_eval_refuses_a_missing_profile(calibrated_red_present, fresh_scenes
     assert main(['eval', '--model', str(setup.model_dir), '--profile', str(tmp_path / 'none'),
                  '--data', str(fresh_scenes)]) == 2
     assert 'superneuron calibrate' in caplog.text
+
+
+def test_bootstrap_interval_covers_the_true_rate():
+    """The 95% interval of 400 draws at rate 0.8 is about +-0.04 and holds 0.8."""
+    rng = np.random.default_rng(3)
+    hits = rng.random(400) < 0.8
+    lo, hi = bootstrap_interval(hits, seed=1)
+    assert lo < 0.8 < hi and 0.06 < hi - lo < 0.1
+    assert bootstrap_interval(hits, seed=1) == [lo, hi]  # seeded

@@ -14,9 +14,11 @@
 
 """Tests of the per-scalar probing math: stumps, class means, folds, ranking and voting."""
 
+import numpy as np
 import pytest
 from superneuron_ros.errors import DataError
-from superneuron_ros.method import probing
+from superneuron_ros.method import probing, ranking
+from superneuron_ros.method.readouts import argmax_with_tiebreak, CONSTANT_THRESHOLD
 import torch
 
 
@@ -52,7 +54,7 @@ def test_stumps_find_the_planted_neuron_and_a_threshold_between_the_classes(reve
     """Fit and ranking find the separating column; its threshold lies between the classes."""
     x, y = _planted(reverse=reverse)
     fit = probing.fit_stumps(x, y)
-    best = int(probing.top_k(fit.train_accuracy, 1)[0])
+    best = int(ranking.top_k(fit.train_accuracy, 1)[0])
     assert best == 17
     assert float(fit.train_accuracy[17]) == 1.0
     column = x[:, 17]
@@ -60,8 +62,8 @@ def test_stumps_find_the_planted_neuron_and_a_threshold_between_the_classes(reve
     assert float(low.max()) < float(fit.threshold[17]) < float(high.min())
     assert int(fit.polarity[17]) == (-1 if reverse else 1)
     assert torch.equal(probing.predict_stumps(x, fit)[:, 17], y)
-    scores = probing.heldout_scores(x, y, num_classes=2, folds=4, seed=1)
-    assert int(probing.top_k(scores, 1)[0]) == 17
+    scores = ranking.heldout_scores(x, y, num_classes=2, folds=4, seed=1)
+    assert int(ranking.top_k(scores, 1)[0]) == 17
     assert float(scores[17]) == 1.0
     assert float(scores.median()) < 0.8
 
@@ -105,7 +107,7 @@ def test_balanced_metric_prefers_the_minority_split_where_accuracy_keeps_the_con
     x = torch.tensor(values)[:, None]
     y = torch.tensor([0] * 9 + [1])
     plain = probing.fit_stumps(x, y, metric='accuracy')
-    assert float(plain.threshold[0]) == float('-inf')  # ties go to the constant stump
+    assert float(plain.threshold[0]) == CONSTANT_THRESHOLD  # ties go to the constant stump
     assert int(plain.polarity[0]) == -1  # i.e. always class 0
     assert abs(float(plain.train_accuracy[0]) - 0.9) < 1e-12
     balanced = probing.fit_stumps(x, y, metric='balanced')
@@ -122,8 +124,8 @@ def test_float16_input_and_chunking_do_not_change_results():
     assert torch.equal(reference.threshold, chunked.threshold)
     assert torch.equal(reference.polarity, chunked.polarity)
     assert torch.equal(reference.train_accuracy, chunked.train_accuracy)
-    assert torch.equal(probing.heldout_scores(half, y, 2, folds=3, chunk_elements=64),
-                       probing.heldout_scores(half.float(), y, 2, folds=3))
+    assert torch.equal(ranking.heldout_scores(half, y, 2, folds=3, chunk_elements=64),
+                       ranking.heldout_scores(half.float(), y, 2, folds=3))
 
 
 def test_class_means_find_the_planted_neuron_for_three_classes():
@@ -136,8 +138,8 @@ def test_class_means_find_the_planted_neuron_for_three_classes():
     assert means.shape == (3, 20)
     assert torch.allclose(means[:, 5], torch.tensor([0.0, 10.0, 20.0]), atol=1.0)
     assert torch.equal(probing.predict_means(x, means)[:, 5], y)
-    scores = probing.heldout_scores(x, y, num_classes=3, folds=5, seed=0)
-    assert int(probing.top_k(scores, 1)[0]) == 5 and float(scores[5]) == 1.0
+    scores = ranking.heldout_scores(x, y, num_classes=3, folds=5, seed=0)
+    assert int(ranking.top_k(scores, 1)[0]) == 5 and float(scores[5]) == 1.0
     assert float(scores[torch.arange(20) != 5].max()) < 0.8
 
 
@@ -154,7 +156,7 @@ def test_two_class_means_are_a_threshold_at_the_midpoint():
 def test_stratified_folds_partition_the_samples_and_keep_class_proportions():
     """Every sample is tested once, never trained on in its fold, classes spread evenly."""
     y = torch.tensor([0] * 13 + [1] * 7 + [2] * 5)
-    splits = probing.stratified_folds(y, folds=5, seed=4)
+    splits = ranking.stratified_folds(y, folds=5, seed=4)
     assert len(splits) == 5
     tested = torch.cat([test for _, test in splits])
     assert sorted(tested.tolist()) == list(range(25))  # each sample tested exactly once
@@ -163,12 +165,12 @@ def test_stratified_folds_partition_the_samples_and_keep_class_proportions():
         assert sorted(train.tolist() + test.tolist()) == list(range(25))
         for c, count in enumerate([13, 7, 5]):
             assert abs(int((y[test] == c).sum()) - count / 5) < 1
-    again = probing.stratified_folds(y, folds=5, seed=4)
+    again = ranking.stratified_folds(y, folds=5, seed=4)
     assert all(torch.equal(a[1], b[1]) for a, b in zip(splits, again))
-    other = probing.stratified_folds(y, folds=5, seed=5)
+    other = ranking.stratified_folds(y, folds=5, seed=5)
     assert not all(torch.equal(a[1], b[1]) for a, b in zip(splits, other))
     with pytest.raises(DataError):
-        probing.stratified_folds(y, folds=1)
+        ranking.stratified_folds(y, folds=1)
 
 
 def test_heldout_scores_never_use_test_samples_for_fitting():
@@ -181,12 +183,12 @@ def test_heldout_scores_never_use_test_samples_for_fitting():
     y = torch.tensor([0, 0, 1, 1, 1, 0])
     split = (torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5]))
     assert float(probing.fit_stumps(x[:4], y[:4]).train_accuracy[0]) == 1.0
-    assert float(probing.heldout_scores(x, y, 2, splits=[split])[0]) == 0.0
+    assert float(ranking.heldout_scores(x, y, 2, splits=[split])[0]) == 0.0
     # Reversing the roles: trained on 2 and 9 only, the stump puts 0..1 and 10..11 right.
     swapped = (torch.tensor([4, 5]), torch.tensor([0, 1, 2, 3]))
-    assert float(probing.heldout_scores(x, y, 2, splits=[swapped])[0]) == 0.0
+    assert float(ranking.heldout_scores(x, y, 2, splits=[swapped])[0]) == 0.0
     with pytest.raises(DataError):
-        probing.heldout_scores(x, y, 2, splits=[(torch.tensor([0, 1, 4]), torch.tensor([4, 5]))])
+        ranking.heldout_scores(x, y, 2, splits=[(torch.tensor([0, 1, 4]), torch.tensor([4, 5]))])
 
 
 @pytest.mark.parametrize('metric', ['accuracy', 'balanced'])
@@ -196,9 +198,9 @@ def test_heldout_scores_equal_fitting_and_scoring_each_fold_separately(metric):
     x = torch.randn(50, 30, generator=g)
     x[:, 3] += 1.5 * (torch.arange(50) % 2)
     y = torch.arange(50) % 2
-    scores = probing.heldout_scores(x, y, 2, folds=4, seed=2, metric=metric, chunk_elements=300)
+    scores = ranking.heldout_scores(x, y, 2, folds=4, seed=2, metric=metric, chunk_elements=300)
     expected = torch.zeros(30, dtype=torch.float64)
-    for train, test in probing.stratified_folds(y, 4, seed=2):
+    for train, test in ranking.stratified_folds(y, 4, seed=2):
         pred = probing.predict_stumps(x[test], probing.fit_stumps(x[train], y[train],
                                                                   metric=metric))
         correct = (pred == y[test][:, None]).double()  # [n_test, D]
@@ -212,46 +214,29 @@ def test_heldout_scores_equal_fitting_and_scoring_each_fold_separately(metric):
 def test_top_k_breaks_ties_by_index_and_puts_nan_last():
     """Equal scores keep index order; NaN ranks last."""
     scores = torch.tensor([0.5, 0.9, float('nan'), 0.9, 0.7, 0.9])
-    assert probing.top_k(scores, 4).tolist() == [1, 3, 5, 4]
-    assert probing.top_k(scores, 10).tolist() == [1, 3, 5, 4, 0, 2]
+    assert ranking.top_k(scores, 4).tolist() == [1, 3, 5, 4]
+    assert ranking.top_k(scores, 10).tolist() == [1, 3, 5, 4, 0, 2]
     with pytest.raises(DataError):
-        probing.top_k(scores, 0)
+        ranking.top_k(scores, 0)
 
 
-def test_vote_shares_and_tie_break():
-    """Weighted shares sum to 1; ties go to the best tie-break, then the lowest class."""
-    predictions = torch.tensor([[0, 1, 1], [2, 2, 0], [0, 1, 2]])
-    shares = probing.vote(predictions, torch.tensor([1.0, 1.0, 2.0]), num_classes=3)
-    assert torch.allclose(shares.sum(dim=1), torch.ones(3, dtype=torch.float64))
-    assert shares[0].tolist() == [0.25, 0.75, 0.0]
-    assert shares[1].tolist() == [0.5, 0.0, 0.5]
-    assert shares[2].tolist() == [0.25, 0.25, 0.5]
-    assert probing.argmax_with_tiebreak(shares).tolist() == [1, 0, 2]
-    tiebreak = torch.tensor([[9.0, 0.0, 9.0], [0.1, 9.0, 0.3], [5.0, 0.0, 0.0]])
+def test_tie_break_only_decides_between_tied_classes():
+    """Ties go to the best tie-break, then the lowest class; untied classes never win by it."""
+    shares = np.array([[0.25, 0.75, 0.0], [0.5, 0.0, 0.5], [0.25, 0.25, 0.5]])
+    assert argmax_with_tiebreak(shares, np.zeros((3, 3))).tolist() == [1, 0, 2]
+    tiebreak = np.array([[9.0, 0.0, 9.0], [0.1, 9.0, 0.3], [5.0, 0.0, 0.0]])
     # Row 1 is a tie between classes 0 and 2: class 2 has the higher tie-break; class 1 is not
     # tied, so its large tie-break value must not matter (nor must they in rows 0 and 2).
-    assert probing.argmax_with_tiebreak(shares, tiebreak).tolist() == [1, 2, 2]
-    with pytest.raises(DataError):
-        probing.vote(torch.tensor([[3]]), None, num_classes=3)
+    assert argmax_with_tiebreak(shares, tiebreak).tolist() == [1, 2, 2]
 
 
 def test_neuron_set_maps_global_positions_to_layer_site_index():
     """Global positions map back to (layer, site, index) across blocks."""
-    neurons = probing.NeuronSet.for_layers([0, 1], hidden_size=4, intermediate_size=6)
-    assert neurons.keys == [(0, 'residual'), (0, 'mlp'), (1, 'residual'), (1, 'mlp')]
+    neurons = probing.NeuronSet([(0, 'residual', 4), (0, 'mlp', 6), (1, 'residual', 4),
+                                 (1, 'mlp', 6)])
     assert neurons.total == 20
-    assert neurons.offset(1, 'residual') == 10
     assert neurons.locate([0, 4, 9, 10, 19]) == [
         (0, 'residual', 0), (0, 'mlp', 0), (0, 'mlp', 5), (1, 'residual', 0), (1, 'mlp', 5)]
-    assert neurons.position(1, 'mlp', 2) == 16
-    scores = {key: torch.zeros(neurons.size(*key)) for key in neurons.keys}
-    scores[(1, 'mlp')][2] = 0.9
-    scores[(0, 'residual')][3] = 0.8
-    ranked = neurons.rank(scores, 2)
-    assert [n for n, _ in ranked] == [(1, 'mlp', 2), (0, 'residual', 3)]
-    assert [round(s, 6) for _, s in ranked] == [0.9, 0.8]
-    with pytest.raises(DataError):
-        neurons.concat({(0, 'residual'): torch.zeros(4)})
     with pytest.raises(DataError):
         probing.NeuronSet([(0, 'attention', 3)])
     with pytest.raises(DataError):
@@ -273,4 +258,4 @@ def test_bad_inputs_raise_data_errors():
     with pytest.raises(DataError):
         probing.fit_means(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]), num_classes=3)
     with pytest.raises(DataError, match='at least 2 examples'):
-        probing.heldout_scores(torch.zeros(5, 2), torch.tensor([0, 0, 0, 0, 1]), 2, folds=2)
+        ranking.heldout_scores(torch.zeros(5, 2), torch.tensor([0, 0, 0, 0, 1]), 2, folds=2)

@@ -24,6 +24,7 @@ from superneuron_ros.errors import ProfileError, ProfileMismatchError
 from superneuron_ros.method.probing import Neuron
 from superneuron_ros.method.profiles import (find_profiles, METADATA_FILE, ModelFingerprint,
                                              NEURONS_FILE, Profile)
+from superneuron_ros.method.readouts import CONSTANT_THRESHOLD, Readout
 from superneuron_ros.method.tasks import TaskSpec
 
 
@@ -50,7 +51,7 @@ def _profile(**kwargs) -> Profile:
         'metrics': {'heldout_accuracy': np.float64(0.875), 'per_layer': [0.5, float('nan')],
                     'k': np.int64(3)}}
     fields.update(kwargs)
-    return Profile(**fields)
+    return Profile.from_vote(**fields)
 
 
 def _edit_json(path, **changes):
@@ -84,16 +85,18 @@ def test_round_trip_keeps_arrays_and_metadata(tmp_path):
     assert loaded.task == profile.task and loaded.fingerprint == profile.fingerprint
     assert loaded.prompt == profile.prompt and loaded.created == profile.created
     for name, array in profile.arrays().items():
-        assert getattr(loaded, name).dtype == array.dtype
-        np.testing.assert_array_equal(getattr(loaded, name), array)
-    assert loaded.threshold[1] == -np.inf
+        assert loaded.arrays()[name].dtype == array.dtype
+        np.testing.assert_array_equal(loaded.arrays()[name], array)
+    assert loaded.threshold[1] == CONSTANT_THRESHOLD  # format 1's -inf constant stump
     assert loaded.metrics == {'heldout_accuracy': 0.875, 'per_layer': [0.5, None], 'k': 3}
     assert loaded.neurons == [Neuron(0, 'residual', 5), Neuron(1, 'mlp', 100),
                               Neuron(1, 'residual', 63)]
     meta = json.loads((path / METADATA_FILE).read_text())
-    assert meta['format_version'] == 1 and meta['kind'] == 'stump'
+    assert meta['format_version'] == 2 and meta['kind'] == 'stump'
+    assert meta['readouts'] == [{'layer': 1, 'kind': 'stump', 'num_neurons': 3,
+                                 'temperature': 1.0, 'min_confidence': 0.0}]
     assert (path / METADATA_FILE).read_text().startswith('{\n  ')  # indented
-    assert loaded != dataclasses.replace(profile, weight=[1.0, 0.5, 3.0])
+    assert loaded != dataclasses.replace(profile, prompt='another')
 
 
 def test_from_neurons_and_means_profiles(tmp_path):
@@ -137,19 +140,28 @@ def test_arrays_are_read_only(tmp_path):
     (lambda p: (p / NEURONS_FILE).unlink(), 'lacks neurons.safetensors'),
     (lambda p: (p / METADATA_FILE).write_text('{"format_version": 1, '), 'not readable JSON'),
     (lambda p: (p / METADATA_FILE).write_text('[1, 2]'), 'JSON object'),
-    (lambda p: _edit_json(p, format_version=2), 'format version 2'),
+    (lambda p: _edit_json(p, format_version=3), 'format version 3'),
     (lambda p: _edit_json(p, format_version=None), 'format version None'),
     (lambda p: (p / NEURONS_FILE).write_bytes(b'\x00' * 40), 'checksum'),
     (lambda p: (_edit_json(p, neurons_sha256=None),
                 (p / NEURONS_FILE).write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a"')),
      'not a readable safetensors'),
-    (lambda p: _write_arrays(p, weight=np.ones(2, np.float32)), 'inconsistent shapes'),
-    (lambda p: _write_arrays(p, layer=np.array([0, 1], np.int32)), 'inconsistent shapes'),
-    (lambda p: _write_arrays(p, layer=np.array([0, 1, 1], np.int64)), 'expected int32'),
-    (lambda p: _edit_json(p, exit_layer=0), 'exit_layer'),
+    (lambda p: _write_arrays(p, **{'r0.weight': np.ones(2, np.float32)}), 'shape'),
+    (lambda p: _write_arrays(p, **{'r0.layer': np.array([0, 1], np.int32)}), 'neuron arrays'),
+    (lambda p: _write_arrays(p, **{'r0.layer': np.array([0, 1, 1], np.int64)}),
+     'expected int32'),
+    (lambda p: _write_arrays(p, **{'r0.threshold': np.array([0, np.inf, 1], np.float32)}),
+     'finite'),
+    (lambda p: _write_arrays(p, **{'r0.weight': np.array([1, np.nan, 1], np.float32)}),
+     'finite'),
+    (lambda p: _write_arrays(p, **{'r1.weight': np.ones(3, np.float32)}), 'no readout'),
+    (lambda p: _edit_json(p, readouts=[{'layer': 1, 'kind': 'stump', 'temperature': None}]),
+     'temperature'),
+    (lambda p: _edit_json(p, image_size=[0, 3]), 'image_size'),
+    (lambda p: _edit_json(p, exit_layer=0), 'end at the exit layer 0'),
     (lambda p: _edit_json(p, task={'name': 'red_present', 'question': 'Colour?',
-                                   'labels': ['red', 'green', 'blue']}), '3 labels'),
-    (lambda p: _write_arrays(p, means=np.zeros((3, 3), np.float32)), '2 labels'),
+                                   'labels': ['red', 'green', 'blue']}), 'exactly 2 labels'),
+    (lambda p: _write_arrays(p, **{'r0.means': np.zeros((3, 3), np.float32)}), 'shape'),
     (lambda p: _edit_json(p, fingerprint={'architecture': 'x'}), 'missing fields'),
     (lambda p: _edit_json(p, task={'name': 'Bad Name', 'question': 'q', 'labels': ['a', 'b']}),
      'task name'),
@@ -173,19 +185,23 @@ def test_missing_folder_and_file_paths_raise_profile_errors(tmp_path):
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({'layer': [0, 2, 1]}, 'exit_layer'),
+    ({'layer': [0, 2, 1]}, 'layers 0..1'),
     ({'site': [0, 2, 0]}, 'sites'),
     ({'index': [5, 128, 63]}, 'indices'),
     ({'index': [5, 100, 64]}, 'indices'),  # 64 is beyond the residual size
     ({'layer': [1, 1, 1], 'index': [63, 100, 63]}, 'twice'),
     ({'polarity': [1, 0, 1]}, 'polarities'),
     ({'threshold': [0.0, np.nan, 1.0]}, 'NaN'),
+    ({'threshold': [0.0, np.inf, 1.0]}, 'infinity'),
+    ({'weight': [1.0, np.inf, 1.0]}, 'finite'),
+    ({'weight': [1.0, np.nan, 1.0]}, 'finite'),
     ({'weight': [0.0, 0.0, 0.0]}, 'weights'),
     ({'kind': 'forest'}, 'kind'),
     ({'exit_layer': 4}, 'exit_layer'),
     ({'layer': [0.5, 1, 1]}, 'integers'),
     ({'metrics': {'bad': object()}}, 'JSON'),
     ({'kind': 'means'}, 'finite'),
+    ({'image_size': (224, -1)}, 'image_size'),
 ])
 def test_inconsistent_profiles_are_refused_on_construction(kwargs, message):
     """Construction validates the arrays against the task and the fingerprint."""
@@ -242,3 +258,68 @@ def test_find_profiles_accepts_profile_folders_and_folders_of_them(tmp_path):
         find_profiles([tmp_path / 'missing'])
     with pytest.raises(ProfileError, match='is not a folder'):
         find_profiles([root / 'readme.txt'])
+
+
+def _write_format_1(path, profile):
+    """Write `profile` (a single vote) as the landed format-1 folder did."""
+    path.mkdir()
+    threshold = np.where(profile.threshold == CONSTANT_THRESHOLD, -np.inf, profile.threshold)
+    arrays = {'layer': profile.layer, 'site': profile.site, 'index': profile.index,
+              'threshold': threshold.astype(np.float32), 'polarity': profile.polarity,
+              'means': profile.means, 'weight': profile.weight}
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / NEURONS_FILE))
+    meta = profile.metadata()
+    for key in ('readouts', 'image_size'):
+        meta.pop(key)
+    meta['format_version'] = 1
+    (path / METADATA_FILE).write_text(json.dumps(meta))
+    return path
+
+
+def test_format_1_profiles_load_and_answer_as_before(tmp_path):
+    """A format-1 folder (with -inf constant stumps) loads as one raw-share vote readout."""
+    profile = _profile()
+    path = _write_format_1(tmp_path / 'red_present', profile)
+    loaded = Profile.load(path)
+    assert loaded.format_version == 1 and len(loaded.readouts) == 1
+    assert loaded.readouts[0].layer == 1 and loaded.kind == 'stump'
+    assert loaded.threshold[1] == CONSTANT_THRESHOLD
+    values = np.array([[1.0, 0.0, 5.0], [0.0, 0.0, 0.0], [1.0, 9.0, 0.0]])
+    # The format-1 rule: stump 0 and 2 vote 1 above their thresholds, stump 1 (constant,
+    # polarity -1) always votes 0; shares are weight fractions (weights 1, 0.5, 2).
+    winners, scores = loaded.exit_readout.answer(values)
+    np.testing.assert_allclose(scores, [[0.5 / 3.5, 3.0 / 3.5], [1.0, 0.0],
+                                        [2.5 / 3.5, 1.0 / 3.5]])
+    assert winners.tolist() == [1, 0, 0]
+    resaved = Profile.load(loaded.save(tmp_path / 'again'))
+    assert resaved.format_version == 2 and resaved.arrays().keys() == loaded.arrays().keys()
+
+
+def test_format_2_profiles_hold_layered_readouts(tmp_path):
+    """Several readouts, a linear one among them, round-trip with thresholds and image size."""
+    base = _profile()
+    early = Readout(layer=0, kind='linear', neuron_layer=[0, 0], site=[0, 1], index=[3, 4],
+                    params={'center': [0.5, -1.0], 'scale': [2.0, 1.0],
+                            'coef': [[1.0, -1.0], [0.0, 2.0]], 'intercept': [0.1, -0.1]},
+                    num_labels=2, temperature=1.5, min_confidence=0.9)
+    profile = dataclasses.replace(base, readouts=(early, base.exit_readout), image_size=(336, 336))
+    loaded = Profile.load(profile.save(tmp_path / 'p'))
+    assert loaded == profile and loaded.image_size == (336, 336)
+    assert [r.layer for r in loaded.readouts] == [0, 1]
+    assert loaded.readouts[0].temperature == 1.5 and loaded.readouts[0].min_confidence == 0.9
+    with pytest.raises(ProfileError, match='ascending'):
+        dataclasses.replace(base, readouts=(base.exit_readout, early))
+    with pytest.raises(ProfileError, match='finite'):
+        Readout(layer=0, kind='linear', neuron_layer=[0], site=[0], index=[3],
+                params={'center': [np.inf], 'scale': [1.0], 'coef': [[1.0, 0.0]],
+                        'intercept': [0.0, 0.0]}, num_labels=2)
+
+
+def test_a_resolution_mismatch_is_refused():
+    """A profile taken at one image size refuses a model set to another."""
+    profile = _profile(image_size=(336, 336))
+    profile.check_image_size((336, 336))
+    with pytest.raises(ProfileMismatchError, match='336x336.*224x224'):
+        profile.check_image_size((224, 224))
+    with pytest.raises(ProfileMismatchError, match="processor's default"):
+        _profile().check_image_size((224, 224))

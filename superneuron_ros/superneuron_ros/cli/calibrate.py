@@ -19,14 +19,14 @@ from pathlib import Path
 
 
 def int_list(text: str) -> tuple[int, ...]:
-    """Parse a comma-separated list of positive integers, e.g. `1,5,9,21`."""
+    """Parse a comma-separated list of positive integers, e.g. `8,16,32`."""
     try:
         values = tuple(int(part) for part in text.split(',') if part.strip())
     except ValueError:
         values = ()
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f'{text!r} is not a list of positive integers, '
-                                         'e.g. 1,5,9,21')
+                                         'e.g. 8,16,32')
     return values
 
 
@@ -71,9 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         'calibrate', help="find a task's Super Neurons and write a profile",
         description='Read every scalar of the chosen sites at the first generated position for '
-                    'each example, rank them by cross-validation on the probe part, score the '
-                    'top-k vote of layers 0..L on a held-out split for every L, pick the exit '
-                    'layer, and write the profile with report.json and report.png in it.')
+                    'each example (float32), score by repeated stratified cross-validation the '
+                    'vote of the top-k 1-D classifiers and the linear readout over the top m '
+                    'scalars of layers 0..L for every L, pick the readout and the exit layer, '
+                    'calibrate the probabilities and the anytime thresholds, and write the '
+                    'profile with report.json and report.png in it.')
     parser.add_argument('--model', type=Path, required=True, metavar='DIR',
                         help='local Hugging Face model folder')
     parser.add_argument('--task', type=Path, required=True, metavar='TASK.yaml',
@@ -82,6 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="labelled set; the task's records are used")
     parser.add_argument('--out', type=Path, required=True, metavar='PROFILE',
                         help='profile folder to write')
+    parser.add_argument('--test', type=Path, default=None, metavar='SET.jsonl',
+                        help='a labelled set scored once by the final profile, reported apart')
     parser.add_argument('--force', action='store_true', help='replace an existing profile')
     search = parser.add_argument_group('search')
     search.add_argument('--sites', type=site_list, default=defaults.sites, metavar='A,B',
@@ -96,17 +100,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='accuracy an auto exit may give up for a shallower layer '
                              f'(default: {defaults.tolerance})')
     search.add_argument('--k', type=int, default=defaults.k, metavar='K',
-                        help=f'neurons kept in the profile (default: {defaults.k})')
-    search.add_argument('--vote', choices=('majority', 'skill'), default=defaults.vote,
-                        help='majority: one vote per neuron; skill: weighted by the '
-                             'cross-validated score above chance (default: majority)')
-    search.add_argument('--report-k', type=int_list, default=(1, 5, 9, 21), metavar='K,K',
-                        help='ensemble sizes compared in the report (default: 1,5,9,21)')
+                        help=f'1-D classifiers in the vote readout (default: {defaults.k})')
+    search.add_argument('--sizes', type=int_list, default=defaults.sizes, metavar='M,M',
+                        help='scalars m compared for the linear readout, chosen by inner '
+                             'cross-validation; give one to fix m (default: 8,16,32)')
+    search.add_argument('--readout', choices=('auto', 'vote', 'linear'), default='auto',
+                        help='auto: the better cross-validated mean at each layer '
+                             '(default: auto)')
     search.add_argument('--folds', type=int, default=defaults.folds, metavar='F',
-                        help=f'cross-validation folds for ranking (default: {defaults.folds})')
-    search.add_argument('--heldout', type=float, default=defaults.heldout_fraction,
-                        metavar='FRACTION', help='share of each label held out for scoring '
-                        f'(default: {defaults.heldout_fraction})')
+                        help=f'cross-validation folds (default: {defaults.folds})')
+    search.add_argument('--repeats', type=int, default=defaults.repeats, metavar='R',
+                        help='repeats of the folds, each reshuffled '
+                             f'(default: {defaults.repeats})')
+    search.add_argument('--no-ceiling', action='store_true',
+                        help='skip the linear readout over every scalar of each layer')
     search.add_argument('--metric', choices=('accuracy', 'balanced'), default=defaults.metric,
                         help='ranking and selection metric; balanced for imbalanced sets '
                              f'(default: {defaults.metric})')
@@ -132,19 +139,20 @@ def run(args: argparse.Namespace) -> int:
     from superneuron_ros.method.calibrate import REPORT_JSON
     from superneuron_ros.method.tasks import load_labelled_set, TaskSpec
     options = CalibrationOptions(
-        sites=args.sites, max_layer=args.max_layer, k=args.k, vote=args.vote,
-        report_k=args.report_k,
-        folds=args.folds, heldout_fraction=args.heldout, exit_layer=args.exit_layer,
+        sites=args.sites, max_layer=args.max_layer, k=args.k, sizes=args.sizes,
+        readout=args.readout, folds=args.folds, repeats=args.repeats,
+        ceiling=not args.no_ceiling, exit_layer=args.exit_layer,
         tolerance=args.tolerance, metric=args.metric, prompt_template=args.prompt_template,
         quantization=args.quantization, device=args.device, dtype=args.dtype, seed=args.seed,
         batch_size=args.batch_size, baseline=not args.no_baseline,
         progress=not args.no_progress)
     task = TaskSpec.from_yaml(args.task)
     examples = load_labelled_set(args.data, task)
+    test = load_labelled_set(args.test, task) if args.test is not None else []
     if args.out.exists() and not args.force:
         from superneuron_ros.errors import ProfileError
         raise ProfileError(f'{args.out} already exists; choose another folder or pass --force')
-    result = calibrate(args.model, task, examples, options)
+    result = calibrate(args.model, task, examples, options, test)
     path = result.save(args.out, overwrite=args.force)
     plot_calibration(result.report, path / REPORT_PNG)
     print(format_calibration_table(result.report))

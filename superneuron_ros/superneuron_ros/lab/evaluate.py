@@ -23,6 +23,12 @@ Three ways to answer each example, all with the profile's prompt, one image at a
   to the first tokens of the labels (the best-scoring label wins);
 - ``generate``: the full model's greedy generation, mapped to a label by
   :meth:`TaskSpec.match_answer`; an answer naming no label counts as wrong ("none").
+
+With ``superneurons``, a second, batched pass reads the activations every readout of the
+profile needs and answers with the classifier at the fixed exit and as the anytime cascade,
+giving their accuracies, the expected calibration error of their confidences and the mean
+number of decoder layers the cascade runs (accuracy only: the latency is the runtime's).
+Every accuracy comes with a bootstrap 95% interval (resampled examples, seeded).
 """
 
 import dataclasses
@@ -35,6 +41,10 @@ import numpy as np
 from superneuron_ros.errors import DataError, SuperneuronError
 from superneuron_ros.method.baseline import (confusion_scores, label_token_ids,
                                              restricted_predictions)
+from superneuron_ros.method.calibrate import collect_activations
+from superneuron_ros.method.calibration_report import answer_store
+from superneuron_ros.method.classifier import SuperNeuronClassifier
+from superneuron_ros.method.linear import expected_calibration_error
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import Example, load_image
 from superneuron_ros.vlm.engine import Engine
@@ -44,6 +54,18 @@ from tqdm import tqdm
 LOG = logging.getLogger(__name__)
 
 METHODS = ('superneurons', 'restricted', 'generate')
+BOOTSTRAP = 2000  # resamples of the 95% intervals
+
+
+def bootstrap_interval(correct: Sequence[bool], resamples: int = BOOTSTRAP,
+                       seed: int = 0) -> list[float]:
+    """Return the percentile bootstrap 95% interval [low, high] of a mean of 0/1 outcomes."""
+    hits = np.asarray(correct, dtype=np.float64)
+    if hits.size == 0:
+        return [float('nan'), float('nan')]
+    rng = np.random.default_rng(seed)
+    means = hits[rng.integers(0, hits.size, size=(resamples, hits.size))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 class EvaluationError(SuperneuronError, ValueError):
@@ -60,6 +82,8 @@ class EvaluationOptions:
     methods: tuple[str, ...] = METHODS
     max_new_tokens: int = 8  # generation budget of the 'generate' method
     warmup: int = 1  # untimed calls per method before timing
+    batch_size: int = 8  # images per pass of the readout pass
+    seed: int = 0  # of the bootstrap
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -69,9 +93,9 @@ class EvaluationOptions:
             raise EvaluationError(f'methods must be a non-empty selection of {METHODS}, got '
                                   f'{list(methods)}')
         object.__setattr__(self, 'methods', tuple(m for m in METHODS if m in methods))
-        for name in ('max_new_tokens', 'warmup'):
+        for name in ('max_new_tokens', 'warmup', 'batch_size', 'seed'):
             value = getattr(self, name)
-            least = 1 if name == 'max_new_tokens' else 0
+            least = 1 if name in ('max_new_tokens', 'batch_size') else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise EvaluationError(f'{name} must be an integer >= {least}, got {value!r}')
         try:
@@ -127,6 +151,36 @@ def _superneurons(model_path: Path, profile_path: Path, profile: Profile,
             'description': f'super neurons (exit layer {profile.exit_layer}, '
                            f'k={len(profile.index)})',
             'pred': pred, 'ms': ms, 'stage_ms': stage_ms}
+
+
+def _readout_pass(model_path: Path, profile: Profile, examples: Sequence[Example],
+                  options: EvaluationOptions, truth: np.ndarray) -> dict[str, Any]:
+    """Answer every example with the profile's readouts: fixed exit and anytime cascade."""
+    config = LoadConfig(str(model_path), quantization=options.quantization,
+                        device=options.device, dtype=options.dtype,
+                        exit_layer=profile.exit_layer)
+    engine = Engine(load_model(config))
+    try:
+        layers = sorted({int(la) for r in profile.readouts for la in r.neuron_layer})
+        store = collect_activations(engine, examples, profile.prompt, layers,
+                                    ('residual', 'mlp'), options.batch_size, options.progress)
+    finally:
+        device = engine.device
+        del engine
+        release_memory(device)
+    answers = answer_store(SuperNeuronClassifier(profile), store, np.arange(len(examples)))
+    out = {}
+    for name, pred, conf in (('fixed', answers['pred'], answers['confidence']),
+                             ('anytime', answers['anytime_pred'],
+                              answers['anytime_confidence'])):
+        correct = pred == truth
+        out[name] = {'accuracy': float(correct.mean()),
+                     'accuracy_ci95': bootstrap_interval(correct, seed=options.seed),
+                     'ece': expected_calibration_error(conf, correct)}
+    out['anytime']['mean_layers'] = float(answers['layers_run'].mean())
+    out['anytime']['layers'] = [r.layer for r in profile.readouts]
+    out['fixed']['exit_layer'] = profile.exit_layer
+    return out
 
 
 def _full_model(model_path: Path, profile: Profile, examples: Sequence[Example],
@@ -205,15 +259,21 @@ def evaluate(model_path: str | Path, profile_path: str | Path, examples: Sequenc
     methods = []
     for run in runs:
         pred, ms = run.pop('pred'), run.pop('ms')
+        correct = np.asarray(pred) == np.asarray(truth)
         methods.append({**run, **confusion_scores(pred, truth, len(task.labels)),
+                        'accuracy_ci95': bootstrap_interval(correct, seed=options.seed),
                         'latency_ms': _latency(ms)})
+    readouts = None
+    if 'superneurons' in options.methods:
+        readouts = _readout_pass(model_path, profile, examples, options, np.asarray(truth))
     reference = next((m for m in methods if m['method'] == 'generate'), methods[-1])
     for method in methods:
         method['speedup'] = reference['latency_ms']['mean'] / method['latency_ms']['mean']
     counts = np.bincount(truth, minlength=len(task.labels))
-    return {'format': 'superneuron_ros.evaluation', 'format_version': 1,
+    return {'format': 'superneuron_ros.evaluation', 'format_version': 2,
             'task': task.to_dict(), 'model': str(model_path), 'profile': str(profile_path),
             'exit_layer': profile.exit_layer, 'quantization': options.quantization,
             'num_examples': len(examples), 'label_counts': counts.tolist(),
             'chance': float(counts.max() / counts.sum()),
-            'speedup_reference': reference['method'], 'methods': methods, 'skipped': skipped}
+            'speedup_reference': reference['method'], 'methods': methods, 'skipped': skipped,
+            'readouts': readouts, 'bootstrap_resamples': BOOTSTRAP}

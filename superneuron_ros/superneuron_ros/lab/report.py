@@ -48,57 +48,71 @@ def _metric_name(report: Mapping[str, Any]) -> str:
     return 'accuracy' if report['search']['metric'] == 'accuracy' else 'balanced accuracy'
 
 
+def _ms(cell: Mapping[str, Any] | None) -> str:
+    return '-' if not cell else f"{cell['mean']:.3f}+-{cell['std']:.3f}"
+
+
 def format_calibration_table(report: Mapping[str, Any]) -> str:
-    """Return the per-layer held-out table of a calibration report, with the choice marked."""
+    """Return the per-layer cross-validated table of a calibration report, the choice marked."""
     chosen, options = report['chosen'], report['options']
-    sites = report['search']['sites']
-    combos = list(sites) + (['+'.join(sites)] if len(sites) > 1 else [])
-    ks = [str(k) for k in options['report_k']]
-    data = report['data']
+    data, search = report['data'], report['search']
+    sizes = [f'm{m}' for m in options['sizes']]
     lines = [
-        f"task {report['task']['name']}: {data['num_examples']} examples "
-        f"({data['num_probe']} probe, {data['num_heldout']} held-out), "
-        f"{report['search']['scalars']:,} scalars in layers 0..{report['search']['layers'][-1]}",
-        f'held-out {_metric_name(report)} per exit layer (neurons from layers 0..L); '
-        f"single: the best-ranked scalar of layer L alone; chance {data['chance']:.3f}",
+        f"task {report['task']['name']}: {data['num_examples']} examples, "
+        f"{search['scalars']:,} scalars in layers 0..{search['layers'][-1]}; "
+        f"{search['protocol']}",
+        f'{_metric_name(report)} per layer, mean+-std over folds (readouts over layers 0..L; '
+        f"ceiling: linear over every scalar of layer L alone); chance {data['chance']:.3f}",
     ]
-    head = ['layer'] + [f'single {s[:3]}' for s in sites]
-    head += [f"{chosen['sites']} k={k}" if i == 0 else f'k={k}' for i, k in enumerate(ks)]
-    head += [f"{c} k={options['k']}" for c in combos if c != chosen['sites']]
-    other = report['per_layer'][0]['other_vote']['vote']
-    head.append(f"{other} vote k={options['k']}")
-    widths = [max(7, len(h)) for h in head]
-    lines.append('  '.join(h.rjust(w) for h, w in zip(head, widths)))
+    head = ['layer', f"vote k={options['k']}", 'linear', *sizes, 'ceiling', 'chosen', 'ece',
+            'anytime thr']
+    rows = []
     for entry in report['per_layer']:
-        cells = [str(entry['layer'])]
-        cells += [_fmt(entry['single'][s]['heldout']).strip() for s in sites]
-        cells += [_fmt(entry['ensembles'][chosen['sites']][k]).strip() for k in ks]
-        cells += [_fmt(entry['ensembles'][c][str(options['k'])]).strip()
-                  for c in combos if c != chosen['sites']]
-        cells.append(_fmt(entry['other_vote']['score']).strip())
+        r = entry['readouts']
+        chosen_kind = entry['chosen']
+        thr = entry.get('anytime_threshold')
+        rows.append([str(entry['layer']), _ms(r.get('vote')), _ms(r.get('linear'))]
+                    + [_ms(r.get(m)) for m in sizes]
+                    + [_ms(r.get('ceiling')), chosen_kind, f"{r[chosen_kind]['ece']:.3f}",
+                       '-' if thr is None else f'{thr:.3f}'])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines.append('  '.join(h.rjust(w) for h, w in zip(head, widths)))
+    for entry, row in zip(report['per_layer'], rows):
         mark = '  <- exit' if entry['layer'] == chosen['exit_layer'] else ''
-        lines.append('  '.join(c.rjust(w) for c, w in zip(cells, widths)) + mark)
+        lines.append('  '.join(c.rjust(w) for c, w in zip(row, widths)) + mark)
     lines.append(
         f"chosen: exit layer {chosen['exit_layer']} ({chosen['mode']}; best layer "
         f"{chosen['best_layer']} at {chosen['best_score']:.3f}, tolerance "
-        f"{chosen['tolerance']}), k={chosen['k']} from {chosen['sites']}, {chosen['vote']} "
-        f"vote: held-out accuracy {chosen['accuracy']:.3f}, balanced "
-        f"{chosen['balanced_accuracy']:.3f}")
+        f"{chosen['tolerance']}), {chosen['readout']} readout over {chosen['num_neurons']} "
+        f"scalars: {chosen['accuracy']:.3f}+-{chosen['accuracy_std']:.3f}, expected "
+        f"calibration error {chosen['ece']:.3f}")
+    anytime = report['anytime']
+    lines.append(f"anytime (readouts at layers {chosen['anytime_layers'] or 'none'} before the "
+                 f"exit): accuracy {anytime['accuracy']:.3f}, mean decoder layers run "
+                 f"{anytime['mean_layers']:.2f} of {chosen['exit_layer'] + 1}")
     baseline = report.get('baseline')
     if baseline:
-        lines.append('full model, first token restricted to the labels: held-out accuracy '
-                     f"{baseline['accuracy']:.3f}, balanced {baseline['balanced_accuracy']:.3f}")
+        lines.append('full model, first token restricted to the labels: accuracy '
+                     f"{baseline['accuracy']:.3f} on all {baseline['num_examples']} examples")
     else:
         lines.append(f"full model baseline: skipped, {report.get('baseline_skipped')}")
+    test = report.get('test')
+    if test:
+        lines.append(f"test set ({test['num_examples']} examples, scored once): fixed exit "
+                     f"{test['fixed']['accuracy']:.3f} (ECE {test['fixed']['ece']:.3f}), anytime "
+                     f"{test['anytime']['accuracy']:.3f} at {test['anytime']['mean_layers']:.2f} "
+                     'layers' + (f", model {test['baseline']['accuracy']:.3f}"
+                                 if test.get('baseline') else ''))
     timing = report['timing_s']
-    lines.append(f"time: capture {timing['capture']:.1f} s, fit {timing['fit']:.1f} s, "
-                 f"baseline {timing['baseline']:.1f} s, total {timing['total']:.1f} s; "
-                 f"activations {report['activation_bytes'] / 2 ** 20:.1f} MiB")
+    lines.append(f"time: capture {timing['capture']:.1f} s, search {timing['search']:.1f} s, "
+                 f"total {timing['total']:.1f} s; activations "
+                 f"{report['activation_bytes'] / 2 ** 20:.1f} MiB (float32), peak RSS "
+                 f"{report['peak_rss_mib']:.0f} MiB")
     return '\n'.join(lines)
 
 
 def plot_calibration(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Plot held-out scores per layer (ensemble, single scalar, baseline, exit) as a PNG."""
+    """Plot cross-validated scores per layer and the exit readout's reliability diagram."""
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib.figure import Figure
@@ -106,28 +120,19 @@ def plot_calibration(report: Mapping[str, Any], path: str | Path) -> Path:
     chosen, options = report['chosen'], report['options']
     entries = report['per_layer']
     layers = [e['layer'] for e in entries]
-    k, combo = str(options['k']), chosen['sites']
-    figure = Figure(figsize=(7.5, 4.5), dpi=100)
-    axes = figure.add_subplot()
+    figure = Figure(figsize=(11, 4.5), dpi=100)
+    axes, rel = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
 
-    def series(values: list[Any]) -> list[float]:
-        return [float('nan') if v is None else v for v in values]
+    def series(name: str) -> tuple[list[float], list[float]]:
+        cells = [e['readouts'].get(name) for e in entries]
+        return ([float('nan') if c is None else c['mean'] for c in cells],
+                [0.0 if c is None else c['std'] for c in cells])
 
-    axes.plot(layers, series([e['ensembles'][combo][k] for e in entries]), 'o-', lw=2,
-              color='tab:blue', label=f'ensemble, k={k} ({combo})')
-    if '1' in entries[0]['ensembles'][combo]:
-        axes.plot(layers, series([e['ensembles'][combo]['1'] for e in entries]), 's--',
-                  color='tab:orange', label='best single scalar (layers 0..L)')
-    axes.plot(layers, series([max((e['single'][s]['heldout'] or 0.0) for s in e['single'])
-                              for e in entries]), ':', color='tab:orange', alpha=0.7,
-              label='best single scalar of layer L')
-    for site, colour in (('residual', 'tab:green'), ('mlp', 'tab:purple')):
-        if site != combo and site in entries[0]['ensembles']:
-            axes.plot(layers, series([e['ensembles'][site][k] for e in entries]), '-',
-                      lw=1, alpha=0.6, color=colour, label=f'ensemble, k={k} ({site} only)')
-    other = entries[0]['other_vote']['vote']
-    axes.plot(layers, series([e['other_vote']['score'] for e in entries]), '--', lw=1,
-              color='tab:blue', alpha=0.6, label=f'ensemble, k={k} ({combo}, {other} vote)')
+    for name, style, label in (('vote', 'o-', f"vote of {options['k']} 1-D classifiers"),
+                               ('linear', 's-', 'linear readout (m by inner CV)'),
+                               ('ceiling', '^:', 'ceiling: linear over all of layer L')):
+        mean, std = series(name)
+        axes.errorbar(layers, mean, yerr=std, fmt=style, capsize=3, label=label)
     baseline = report.get('baseline')
     if baseline:
         axes.axhline(baseline['accuracy'], color='tab:red', ls='--',
@@ -137,16 +142,25 @@ def plot_calibration(report: Mapping[str, Any], path: str | Path) -> Path:
     axes.axhspan(chosen['best_score'] - tolerance, chosen['best_score'], color='tab:blue',
                  alpha=0.08, label=f'within tolerance {tolerance} of the best')
     axes.axvline(chosen['exit_layer'], color='black', lw=1, alpha=0.6)
-    axes.annotate(f"exit layer {chosen['exit_layer']}", (chosen['exit_layer'], 0.02),
-                  xycoords=('data', 'axes fraction'), xytext=(4, 0), textcoords='offset points')
     axes.set_xticks(layers)
     axes.set_xlabel('exit layer L (decoder layers 0..L)')
-    axes.set_ylabel(f'held-out {_metric_name(report)}')
+    axes.set_ylabel(f'cross-validated {_metric_name(report)}')
     axes.set_ylim(min(0.4, report['data']['chance'] - 0.05), 1.02)
     axes.set_title(f"{report['task']['name']}: {report['fingerprint']['architecture']}, "
                    f"{report['fingerprint']['quantization']}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc='lower right')
+    bins = report['reliability']
+    centres = [(i + 0.5) / bins['bins'] for i in range(bins['bins'])]
+    acc = [float('nan') if a is None else a for a in bins['accuracy']]
+    rel.bar(centres, acc, width=0.9 / bins['bins'], alpha=0.7, label='out-of-fold accuracy')
+    rel.plot([0, 1], [0, 1], 'k--', lw=1, label='perfect calibration')
+    rel.set_xlabel(f"confidence (exit layer {chosen['exit_layer']}, {chosen['readout']})")
+    rel.set_ylabel('accuracy')
+    rel.set_title(f"reliability: ECE {bins['ece']:.3f}")
+    rel.set_xlim(0, 1)
+    rel.set_ylim(0, 1.02)
+    rel.legend(fontsize=7, loc='upper left')
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, format='png')
@@ -160,15 +174,27 @@ def format_evaluation_table(result: Mapping[str, Any]) -> str:
              f"({result['quantization']}, chance {result['chance']:.3f}); latency per image, "
              f"speed-up against {result['speedup_reference']}"]
     width = max(len(m['description']) for m in result['methods'])
-    head = ['method'.ljust(width), 'accuracy', 'balanced', 'mean ms', 'p50 ms', 'p90 ms',
-            'speed-up', 'none']
+    head = ['method'.ljust(width), 'accuracy', '95% interval', 'balanced', 'mean ms', 'p50 ms',
+            'p90 ms', 'speed-up', 'none']
     lines.append('  '.join(head))
     for m in result['methods']:
         lat = m['latency_ms']
+        lo, hi = m.get('accuracy_ci95', (None, None))
         lines.append('  '.join([
-            m['description'].ljust(width), _fmt(m['accuracy'], 8), _fmt(m['balanced_accuracy'], 8),
+            m['description'].ljust(width), _fmt(m['accuracy'], 8),
+            f'[{_fmt(lo, 5)}, {_fmt(hi, 5)}]', _fmt(m['balanced_accuracy'], 8),
             f"{lat['mean']:7.1f}", f"{lat['p50']:6.1f}", f"{lat['p90']:6.1f}",
             f"{m['speedup']:7.2f}x", f"{m['unmapped']:4d}"]))
+    readouts = result.get('readouts')
+    if readouts:
+        fixed, anytime = readouts['fixed'], readouts['anytime']
+        lines.append(
+            f"readouts (batched pass): fixed exit layer {fixed['exit_layer']} accuracy "
+            f"{fixed['accuracy']:.3f} [{fixed['accuracy_ci95'][0]:.3f}, "
+            f"{fixed['accuracy_ci95'][1]:.3f}], ECE {fixed['ece']['ece']:.3f}; anytime (layers "
+            f"{anytime['layers']}) {anytime['accuracy']:.3f} [{anytime['accuracy_ci95'][0]:.3f}, "
+            f"{anytime['accuracy_ci95'][1]:.3f}], ECE {anytime['ece']['ece']:.3f}, mean "
+            f"{anytime['mean_layers']:.2f} decoder layers")
     for method, reason in (result.get('skipped') or {}).items():
         lines.append(f'{method}: skipped, {reason}')
     lines.append('confusion (rows: true label; columns: predicted, then none)')

@@ -13,13 +13,13 @@
 # limitations under the License.
 
 """
-SuperNeuronClassifier: the k scalars of a profile each answer, and their weighted vote wins.
+SuperNeuronClassifier: a profile's readouts turn scalar activations into Predictions.
 
-Each scalar answers on its own (a stump, or the nearest 1-D class mean), exactly as during
-calibration in :mod:`superneuron_ros.method.probing`. The weighted vote shares are the per-label
-scores; the confidence is the winning share. Exact ties between shares are broken by the summed
-signed margin (how far past its threshold, or how close to each class mean, each scalar lies,
-in units of the distance between its class means), then by the lower label index.
+A profile holds one readout per anytime layer (format 2) or a single vote at its exit layer
+(format 1); see :mod:`superneuron_ros.method.readouts` for what each kind computes. The runtime
+asks :meth:`SuperNeuronClassifier.requirements_at` which scalars to read after a layer, and
+:meth:`SuperNeuronClassifier.predict_at` answers from them: ``confident`` says whether the answer
+reached that layer's anytime threshold (always at the exit layer).
 """
 
 import dataclasses
@@ -27,76 +27,50 @@ from typing import Mapping
 
 import numpy as np
 from superneuron_ros.errors import DataError
-from superneuron_ros.method.probing import argmax_with_tiebreak, SITES
 from superneuron_ros.method.profiles import Profile
-import torch
+from superneuron_ros.method.readouts import Readout
+from superneuron_ros.vlm.capture import SITES
 
 SiteKey = tuple[int, str]  # (layer, site name)
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """One answer: the winning label, every label's vote share and the confidence."""
+    """One answer: the winning label, every label's probability and the confidence."""
 
     label: str
     label_index: int
     labels: tuple[str, ...]
-    scores: tuple[float, ...]  # vote share per label, summing to 1
-    confidence: float  # the winning label's vote share
-    exit_layer: int
+    scores: tuple[float, ...]  # calibrated probability per label, summing to 1
+    confidence: float  # scores[label_index]
+    exit_layer: int  # the layer whose readout produced this answer
+    confident: bool = True  # passed that layer's anytime threshold (always at the exit layer)
 
 
-def _scales(profile: Profile) -> np.ndarray:
-    """Return a positive scale [k] per neuron: the spread of its class means, else 1."""
-    means = profile.means.astype(np.float64)  # [k, C]
-    finite = np.isfinite(means)
-    spread = np.where(finite, means, -np.inf).max(axis=1) - np.where(finite, means, np.inf).min(
-        axis=1)  # [k], -inf where no mean is known
-    return np.where(spread > 0, spread, 1.0)
+class _Plan:
+    """Which (layer, site, index) one readout reads, and where each lands in its value row."""
 
-
-class SuperNeuronClassifier:
-    """Turn the activations of a profile's neurons into Predictions."""
-
-    def __init__(self, profile: Profile) -> None:
-        """Prepare the vote of ``profile``'s neurons and the plan of which values to read."""
-        self.profile = profile
-        self.labels: tuple[str, ...] = tuple(profile.task.labels)
-        self.num_neurons = int(profile.layer.shape[0])
-        self._threshold = profile.threshold.astype(np.float64)  # [k]
-        self._polarity = profile.polarity.astype(np.float64)  # [k]
-        self._means = profile.means.astype(np.float64)  # [k, C]
-        self._weight = profile.weight.astype(np.float64)  # [k]
-        self._scale = _scales(profile)  # [k]
-        requirements: dict[SiteKey, np.ndarray] = {}
-        positions: dict[SiteKey, np.ndarray] = {}
-        order = np.lexsort((profile.index, profile.site, profile.layer))  # [k] by site, index
+    def __init__(self, readout: Readout) -> None:
+        requirements: dict[SiteKey, list[int]] = {}
+        positions: dict[SiteKey, list[int]] = {}
+        order = np.lexsort((readout.index, readout.site, readout.neuron_layer))
         for j in order.tolist():
-            key = (int(profile.layer[j]), SITES[int(profile.site[j])])
-            requirements.setdefault(key, []).append(int(profile.index[j]))
+            key = (int(readout.neuron_layer[j]), SITES[int(readout.site[j])])
+            requirements.setdefault(key, []).append(int(readout.index[j]))
             positions.setdefault(key, []).append(j)
-        self._requirements = {key: _frozen(v) for key, v in requirements.items()}
-        self._positions = {key: _frozen(v) for key, v in positions.items()}
-
-    @property
-    def requirements(self) -> dict[SiteKey, np.ndarray]:
-        """Return, per (layer, site), the sorted neuron indices to read: int64 [n_sel]."""
-        return dict(self._requirements)
-
-    @property
-    def positions(self) -> dict[SiteKey, np.ndarray]:
-        """Return, per (layer, site), the profile position of each required index [n_sel]."""
-        return dict(self._positions)
+        self.requirements = {key: _frozen(v) for key, v in requirements.items()}
+        self.positions = {key: _frozen(v) for key, v in positions.items()}
+        self.num_neurons = readout.num_neurons
 
     def assemble(self, acts: Mapping[SiteKey, np.ndarray]) -> np.ndarray:
-        """Return values [B, k] in profile order from arrays read at `requirements` indices."""
+        """Return values [B, m] in readout order from arrays read at `requirements`."""
         batch = None
         values = None
-        for key, indices in self._requirements.items():
+        for key, indices in self.requirements.items():
             if key not in acts:
                 raise DataError(f'activations for layer {key[0]} site {key[1]!r} are missing; '
                                 f'read every (layer, site) in requirements: '
-                                f'{sorted(self._requirements)}')
+                                f'{sorted(self.requirements)}')
             block = np.asarray(acts[key], dtype=np.float64)
             if block.ndim != 2 or block.shape[1] != indices.shape[0] \
                     or (batch is not None and block.shape[0] != batch):
@@ -106,56 +80,87 @@ class SuperNeuronClassifier:
             if values is None:
                 batch = block.shape[0]
                 values = np.empty((batch, self.num_neurons), dtype=np.float64)
-            values[:, self._positions[key]] = block
+            values[:, self.positions[key]] = block
         return values
 
-    def votes(self, values: np.ndarray) -> np.ndarray:
-        """Return each neuron's answer [B, k] (label indices) for values [B, k]."""
-        values = self._check(values)
-        if self.profile.kind == 'stump':
-            above = values > self._threshold[None, :]
-            return np.where(self._polarity[None, :] > 0, above, ~above).astype(np.int64)
-        dist = np.abs(values[:, :, None] - self._means[None, :, :])  # [B, k, C]
-        return np.argmin(dist, axis=2)  # first minimum: ties go to the lower label
 
-    def margins(self, values: np.ndarray) -> np.ndarray:
-        """Return the tie-break score [B, C] of each label: the summed signed, scaled margin."""
-        values = self._check(values)
-        if self.profile.kind == 'stump':
-            finite = np.isfinite(self._threshold)
-            gap = np.where(finite[None, :], values - np.where(finite, self._threshold, 0.0), 0.0)
-            toward_1 = (gap * self._polarity / self._scale * self._weight).sum(axis=1)  # [B]
-            return np.stack([-toward_1, toward_1], axis=1)
-        dist = np.abs(values[:, :, None] - self._means[None, :, :])  # [B, k, C]
-        return -np.einsum('bkc,k->bc', dist, self._weight / self._scale)
+class SuperNeuronClassifier:
+    """Turn the activations of a profile's neurons into Predictions, layer by layer."""
 
-    def predict(self, values: np.ndarray) -> list[Prediction]:
-        """Answer from values [B, k] given in profile neuron order."""
-        values = self._check(values)
-        votes = self.votes(values)  # [B, k]
-        onehot = votes[:, :, None] == np.arange(len(self.labels))[None, None, :]  # [B, k, C]
-        shares = np.einsum('bkc,k->bc', onehot.astype(np.float64), self._weight)
-        shares /= self._weight.sum()  # [B, C]
-        winners = argmax_with_tiebreak(torch.from_numpy(shares),
-                                       torch.from_numpy(self.margins(values))).numpy()
+    def __init__(self, profile: Profile) -> None:
+        """Prepare every readout of ``profile`` and the plan of which values each reads."""
+        self.profile = profile
+        self.labels: tuple[str, ...] = tuple(profile.task.labels)
+        self._readouts = {r.layer: r for r in profile.readouts}
+        self._plans = {r.layer: _Plan(r) for r in profile.readouts}
+        self.layers: tuple[int, ...] = tuple(sorted(self._readouts))
+        self.exit_layer: int = self.layers[-1]
+        self.num_neurons = self._readouts[self.exit_layer].num_neurons
+
+    def readout(self, layer: int) -> Readout:
+        """Return the readout that answers after `layer`; DataError if there is none."""
+        if layer not in self._readouts:
+            raise DataError(f'task {self.profile.task.name!r} has no readout at layer {layer}; '
+                            f'its readouts are at layers {list(self.layers)}')
+        return self._readouts[layer]
+
+    def requirements_at(self, layer: int) -> dict[SiteKey, np.ndarray]:
+        """Return (layer, site) -> sorted int64 indices the readout at `layer` reads."""
+        self.readout(layer)
+        return dict(self._plans[layer].requirements)
+
+    def positions_at(self, layer: int) -> dict[SiteKey, np.ndarray]:
+        """Return, per (layer, site), the readout position of each required index."""
+        self.readout(layer)
+        return dict(self._plans[layer].positions)
+
+    def assemble_at(self, layer: int, acts: Mapping[SiteKey, np.ndarray]) -> np.ndarray:
+        """Return values [B, m] in readout order from arrays read at requirements_at(layer)."""
+        self.readout(layer)
+        return self._plans[layer].assemble(acts)
+
+    def predict_values(self, layer: int, values: np.ndarray) -> list[Prediction]:
+        """Answer with the readout at `layer` from values [B, m] in readout order."""
+        readout = self.readout(layer)
+        winners, scores = readout.answer(values)
+        final = layer == self.exit_layer
         return [Prediction(label=self.labels[w], label_index=int(w), labels=self.labels,
                            scores=tuple(float(s) for s in row), confidence=float(row[w]),
-                           exit_layer=self.profile.exit_layer)
-                for w, row in zip(winners.tolist(), shares)]
+                           exit_layer=layer,
+                           confident=final or bool(row[w] >= readout.min_confidence))
+                for w, row in zip(winners.tolist(), scores)]
+
+    def predict_at(self, layer: int, acts: Mapping[SiteKey, np.ndarray]) -> list[Prediction]:
+        """Answer with the readout at `layer` from arrays [B, n] read at requirements_at."""
+        return self.predict_values(layer, self.assemble_at(layer, acts))
+
+    # --------------------------------------------------------------------- exit layer only
+
+    @property
+    def requirements(self) -> dict[SiteKey, np.ndarray]:
+        """Return requirements_at(exit_layer)."""
+        return self.requirements_at(self.exit_layer)
+
+    @property
+    def positions(self) -> dict[SiteKey, np.ndarray]:
+        """Return positions_at(exit_layer)."""
+        return self.positions_at(self.exit_layer)
+
+    def assemble(self, acts: Mapping[SiteKey, np.ndarray]) -> np.ndarray:
+        """Return assemble_at(exit_layer, acts)."""
+        return self.assemble_at(self.exit_layer, acts)
+
+    def predict(self, values: np.ndarray) -> list[Prediction]:
+        """Answer at the exit layer from values [B, m] in profile neuron order."""
+        return self.predict_values(self.exit_layer, values)
 
     def predict_from_sites(self, acts: Mapping[SiteKey, np.ndarray]) -> list[Prediction]:
-        """Answer from arrays [B, n_sel] read at exactly the `requirements` indices."""
-        return self.predict(self.assemble(acts))
+        """Return predict_at(exit_layer, acts)."""
+        return self.predict_at(self.exit_layer, acts)
 
-    def _check(self, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, dtype=np.float64)
-        if values.ndim != 2 or values.shape[1] != self.num_neurons:
-            raise DataError(f'values must be [batch, {self.num_neurons}] in profile neuron order, '
-                            f'got shape {values.shape}')
-        if np.isnan(values).any():
-            raise DataError('activations contain NaN; check the model compute dtype (float16 '
-                            'overflow) and the input image')
-        return values
+    def votes(self, values: np.ndarray) -> np.ndarray:
+        """Return each exit-layer neuron's vote [B, m] (vote readouts only)."""
+        return self._readouts[self.exit_layer].votes(np.asarray(values, dtype=np.float64))
 
 
 def _frozen(items: list[int]) -> np.ndarray:

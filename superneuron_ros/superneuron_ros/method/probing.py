@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Per-scalar classifiers: decision stumps and 1-D nearest class means, folds, ranking, voting.
+Per-scalar classifiers: decision stumps and 1-D nearest class means, folds, ranking.
 
 Every candidate scalar activation (one coordinate of one site at one decoder layer) is its own
 classifier. Everything here is vectorised over the scalar dimension D and processed in chunks of
@@ -24,24 +24,20 @@ number of correct answers get identical scores and ties are broken by index, det
 Conventions: ``x`` is [N, D] (samples x scalars), ``y`` is [N] long in ``0..C-1``. A stump with
 polarity +1 predicts class 1 where ``value > threshold`` and class 0 elsewhere; polarity -1
 predicts the reverse (class 1 where ``value <= threshold``). A stump that found no useful split
-is constant and has threshold ``-inf``.
+is constant and has threshold ``CONSTANT_THRESHOLD`` (the lowest float32: always above).
 """
 
 import dataclasses
-import logging
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from superneuron_ros.errors import DataError
+from superneuron_ros.method.readouts import CONSTANT_THRESHOLD
 from superneuron_ros.vlm.capture import SITES  # a site's code in a profile is its position
 import torch
 
-_LOG = logging.getLogger(__name__)
-
 METRICS = ('accuracy', 'balanced')
 DEFAULT_CHUNK_ELEMENTS = 1 << 21  # values of one [columns, samples] block (~8 MiB as float32)
-
-Split = tuple[torch.Tensor, torch.Tensor]  # (train indices, test indices), both long, sorted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +204,7 @@ def _fit_sorted(vals: torch.Tensor, order: torch.Tensor, valid: torch.Tensor, s:
     d, n = vals.shape
     offset = (u1 - u0) / 2  # signed margin of the constant stump
     const_pol = 1 if offset >= 0 else -1
-    threshold = torch.full((d,), -float('inf'), dtype=torch.float32)
+    threshold = torch.full((d,), CONSTANT_THRESHOLD, dtype=torch.float32)
     polarity = torch.full((d,), const_pol, dtype=torch.int8)
     margin_best = torch.full((d,), abs(offset), dtype=torch.float64)
     if n > 1:
@@ -346,152 +342,6 @@ def predict_means(x: torch.Tensor, means: torch.Tensor,
     return out
 
 
-# ----------------------------------------------------------------------------- held-out scores
-
-
-def stratified_folds(y: torch.Tensor, folds: int, seed: int = 0) -> list[Split]:
-    """
-    Split sample indices into ``folds`` (train, test) pairs with class proportions kept.
-
-    Each class is shuffled with a seeded generator and dealt round-robin over the folds (continuing
-    from where the previous class stopped, so fold sizes differ by at most one). Every sample is in
-    exactly one test fold and never in that fold's training part.
-    """
-    y = _as_tensor(y).long()
-    n = y.shape[0]
-    if folds < 2 or folds > n:
-        raise DataError(f'folds must be between 2 and the number of samples ({n}), got {folds}')
-    generator = torch.Generator().manual_seed(int(seed))
-    fold_of = torch.empty(n, dtype=torch.long)
-    offset = 0
-    for c in torch.unique(y).tolist():
-        members = (y == c).nonzero().flatten()
-        shuffled = members[torch.randperm(members.numel(), generator=generator)]
-        fold_of[shuffled] = (torch.arange(members.numel()) + offset) % folds
-        offset += members.numel()
-    return [((fold_of != f).nonzero().flatten(), (fold_of == f).nonzero().flatten())
-            for f in range(folds)]
-
-
-def _check_splits(splits: Sequence[Split], n: int) -> list[Split]:
-    checked = []
-    for train, test in splits:
-        train, test = _as_tensor(train).long(), _as_tensor(test).long()
-        if train.numel() == 0 or test.numel() == 0:
-            raise DataError('every fold needs training and test samples; use fewer folds')
-        if int(torch.cat([train, test]).min()) < 0 or int(torch.cat([train, test]).max()) >= n:
-            raise DataError(f'fold indices must lie in 0..{n - 1}')
-        if bool(torch.isin(test, train).any()):
-            raise DataError('a fold tests on samples it trains on; test indices must not appear '
-                            "in the same fold's training indices")
-        checked.append((train, test))
-    if not checked:
-        raise DataError('no folds given')
-    return checked
-
-
-def heldout_scores(x: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int = 5,
-                   seed: int = 0, metric: str = 'accuracy',
-                   sample_weight: torch.Tensor | None = None,
-                   splits: Sequence[Split] | None = None,
-                   chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> torch.Tensor:
-    """
-    Return each scalar's mean held-out score over the folds: [D] float64.
-
-    For every fold each column is fitted on the training part only (a stump when ``num_classes``
-    is 2, nearest class means otherwise) and scored on the test part (``metric`` 'accuracy' or
-    'balanced', optionally sample-weighted). ``splits`` overrides the stratified folds. Stumps
-    sort each column once; a fold's training order is that order with the test samples masked out.
-    """
-    _check_metric(metric)
-    if num_classes < 2:
-        raise DataError(f'a task needs at least two labels, got {num_classes}')
-    x = _check_x(x)
-    n, num_columns = x.shape
-    y = _check_y(y, n, num_classes)
-    w = _unit_weights(sample_weight, n)
-    counts = torch.bincount(y, minlength=num_classes)
-    if splits is None:
-        if int(counts.min()) < 2:
-            raise DataError(f'every label needs at least 2 examples for held-out scoring; got '
-                            f'{counts.tolist()} per label; add examples')
-        if int(counts.min()) < folds:
-            _LOG.warning('a label has fewer examples (%d) than folds (%d): some test folds lack '
-                         'it', int(counts.min()), folds)
-        splits = stratified_folds(y, folds, seed)
-    splits = _check_splits(splits, n)
-    test_factors = [_class_factors(y[te], w[te], num_classes, metric) for _, te in splits]
-    if num_classes == 2:
-        given = None if sample_weight is None else w
-        credits = [_stump_credits(y, given, torch.isin(torch.arange(n), tr), metric)
-                   for tr, _ in splits]
-    scores = torch.zeros(num_columns, dtype=torch.float64)
-    for cols in _column_chunks(num_columns, n, chunk_elements):
-        xt = _chunk_t(x, cols)  # [d, N]
-        d = xt.shape[0]
-        total = torch.zeros(d, dtype=torch.float64)
-        if num_classes == 2:
-            vals, order = _sort_rows(xt)  # [d, N]
-            valid = (vals[:, 1:] > vals[:, :-1]).to(torch.float32)  # [d, N-1] distinct
-        for f, (train, test) in enumerate(splits):
-            if num_classes == 2:
-                thr, pol, _ = _fit_sorted(vals, order, valid, *credits[f])
-                pred = _predict_stumps_t(xt[:, test], thr, pol)  # [d, n_test]
-            else:
-                means = _fit_means_t(xt[:, train], y[train], w[train], num_classes)  # [d, C]
-                pred = _predict_means_t(xt[:, test], means)  # [d, n_test]
-            total += _score(pred, y[test], w[test], test_factors[f], num_classes)
-        scores[cols] = _tidy(total / len(splits))
-    return scores
-
-
-# ----------------------------------------------------------------------------- ranking, voting
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Return the indices [min(k, D)] of the k best scores, best first; ties go to lower index."""
-    scores = _as_tensor(scores).to(torch.float64)
-    if scores.dim() != 1:
-        raise DataError(f'scores must be a vector, got shape {tuple(scores.shape)}')
-    if k < 1:
-        raise DataError(f'k must be at least 1, got {k}')
-    scores = torch.nan_to_num(scores, nan=-float('inf'))
-    return torch.sort(scores, descending=True, stable=True).indices[:k]
-
-
-def vote(predictions: torch.Tensor, weights: torch.Tensor | None,
-         num_classes: int) -> torch.Tensor:
-    """Return weighted vote shares [M, C] float64 (rows sum to 1) of predictions [M, k] long."""
-    predictions = _as_tensor(predictions).long()
-    if predictions.dim() != 2:
-        raise DataError(f'predictions must be [samples, voters], got {tuple(predictions.shape)}')
-    k = predictions.shape[1]
-    w = _unit_weights(weights, k)
-    if predictions.numel() and (int(predictions.min()) < 0
-                                or int(predictions.max()) >= num_classes):
-        raise DataError(f'predicted classes must lie in 0..{num_classes - 1}')
-    onehot = torch.nn.functional.one_hot(predictions, num_classes).to(torch.float64)  # [M, k, C]
-    return torch.einsum('mkc,k->mc', onehot, w) / w.sum()
-
-
-def argmax_with_tiebreak(shares: torch.Tensor, tiebreak: torch.Tensor | None = None,
-                         atol: float = 1e-9) -> torch.Tensor:
-    """
-    Return the winning class [M] of shares [M, C].
-
-    Classes within ``atol`` of the best share are tied; among them the highest ``tiebreak`` [M, C]
-    wins, and then the lowest class index.
-    """
-    shares = _as_tensor(shares).to(torch.float64)
-    best = shares.max(dim=1, keepdim=True).values  # [M, 1]
-    tied = shares >= best - atol  # [M, C]
-    if tiebreak is None:
-        return torch.argmax(tied.to(torch.int8), dim=1)
-    tiebreak = torch.nan_to_num(_as_tensor(tiebreak).to(torch.float64), nan=0.0, posinf=1e300,
-                                neginf=-1e300)  # finite, so a tied class always beats the rest
-    return torch.argmax(torch.where(tied, tiebreak, -float('inf')), dim=1)
-
-
 # ----------------------------------------------------------------------------- naming scalars
 
 
@@ -507,8 +357,8 @@ class NeuronSet:
     """
     Ordered blocks of candidate scalars, one block per (layer, site), with global positions.
 
-    Position p of the concatenated score vector maps back to ``(layer, site, index)``; blocks are
-    kept in the order given.
+    Position p of the concatenated columns maps back to ``(layer, site, index)``; blocks are kept
+    in the order given.
     """
 
     def __init__(self, blocks: Sequence[tuple[int, str, int]]) -> None:
@@ -527,60 +377,12 @@ class NeuronSet:
             sizes.append(int(size))
         if not self._keys:
             raise DataError('a NeuronSet needs at least one (layer, site, size) block')
-        self._sizes = dict(zip(self._keys, sizes))
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [blocks + 1]
-        self._offsets = dict(zip(self._keys, self._starts[:-1].tolist()))
-
-    @classmethod
-    def for_layers(cls, layers: Sequence[int], hidden_size: int, intermediate_size: int,
-                   sites: Sequence[str] = SITES) -> 'NeuronSet':
-        """Create the set of every scalar of ``sites`` at each of ``layers``."""
-        size = {'residual': hidden_size, 'mlp': intermediate_size}
-        return cls([(layer, site, size.get(site, 0)) for layer in layers for site in sites])
-
-    @property
-    def keys(self) -> list[tuple[int, str]]:
-        """Return the (layer, site) blocks in order."""
-        return list(self._keys)
 
     @property
     def total(self) -> int:
         """Return the number of scalars in all blocks."""
         return int(self._starts[-1])
-
-    def size(self, layer: int, site: str) -> int:
-        """Return the number of scalars of one block."""
-        return self._sizes[self._key(layer, site)]
-
-    def offset(self, layer: int, site: str) -> int:
-        """Return the global position of the first scalar of one block."""
-        return self._offsets[self._key(layer, site)]
-
-    def _key(self, layer: int, site: str) -> tuple[int, str]:
-        key = (int(layer), site)
-        if key not in self._sizes:
-            raise DataError(f'({layer}, {site!r}) is not a block of this set: {self._keys}')
-        return key
-
-    def concat(self, scores: Mapping[tuple[int, str], torch.Tensor]) -> torch.Tensor:
-        """Concatenate per-block vectors into one [total] vector, in block order."""
-        parts = []
-        for key in self._keys:
-            if key not in scores:
-                raise DataError(f'missing scores for block {key}')
-            part = _as_tensor(scores[key]).flatten()
-            if part.numel() != self._sizes[key]:
-                raise DataError(f'block {key} has {self._sizes[key]} scalars, got '
-                                f'{part.numel()} values')
-            parts.append(part)
-        return torch.cat(parts)
-
-    def position(self, layer: int, site: str, index: int) -> int:
-        """Return the global position of one scalar."""
-        key = self._key(layer, site)
-        if not 0 <= int(index) < self._sizes[key]:
-            raise DataError(f'index {index} is outside block {key} of size {self._sizes[key]}')
-        return self._offsets[key] + int(index)
 
     def locate(self, positions: 'torch.Tensor | Sequence[int]') -> list[Neuron]:
         """Map global positions back to (layer, site, index)."""
@@ -590,10 +392,3 @@ class NeuronSet:
         block = np.searchsorted(self._starts, pos, side='right') - 1
         return [Neuron(self._keys[b][0], self._keys[b][1], int(p - self._starts[b]))
                 for b, p in zip(block.tolist(), pos.tolist())]
-
-    def rank(self, scores: Mapping[tuple[int, str], torch.Tensor],
-             k: int) -> list[tuple[Neuron, float]]:
-        """Return the k best scalars over all blocks with their scores, best first."""
-        flat = self.concat(scores)
-        best = top_k(flat, k)
-        return list(zip(self.locate(best), flat[best].tolist()))

@@ -35,8 +35,9 @@ import numpy as np
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab import scenes
 from superneuron_ros.method.calibrate import render_question
-from superneuron_ros.method.probing import fit_means, fit_stumps, heldout_scores, NeuronSet, top_k
+from superneuron_ros.method.probing import fit_means, fit_stumps, NeuronSet
 from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.ranking import heldout_scores, top_k
 from superneuron_ros.method.tasks import TaskSpec
 from superneuron_ros.vlm.capture import Site, SITES
 from superneuron_ros.vlm.engine import Engine
