@@ -133,14 +133,14 @@ def test_every_task_has_seen_and_unseen_phrasings():
 
 
 def test_brightness_and_shifted_conditions():
-    """Brightness scales the rendered image; shifts lie outside the random scenes' range."""
+    """Brightness scales the rendered image; shifts lie outside the varied scenes' range."""
     scene = _scene(RED_SQUARE)
     bright, dim = render(scene, 64).astype(int), render(replace(scene, brightness=0.5), 64)
     assert np.abs(dim.astype(int) - np.rint(bright * 0.5)).max() <= 1
     assert shift_scene(scene, 'dim').brightness == 0.5
     assert shift_scene(scene, 'noisy').noise > 10 and shift_scene(scene, 'bright').brightness > 1
     rng = np.random.default_rng(3)
-    scenes = [random_scene(rng) for _ in range(200)]
+    scenes = [random_scene(rng, varied=True) for _ in range(200)]
     values = [s.brightness for s in scenes]
     assert BRIGHTNESS[0] <= min(values) < max(values) <= BRIGHTNESS[1]
     for kind, change in SHIFTS.items():
@@ -150,6 +150,10 @@ def test_brightness_and_shifted_conditions():
                 assert not BRIGHTNESS[0] <= value <= BRIGHTNESS[1]
     saturation = [max(s.background) - min(s.background) for s in scenes]
     assert max(saturation) > 100 and min(saturation) < 40  # coloured and grey backgrounds
+    plain = [random_scene(rng) for _ in range(200)]  # as earlier versions drew them
+    assert {s.brightness for s in plain} == {1.0} and max(s.noise for s in plain) <= 6
+    assert max(max(s.background) - min(s.background) for s in plain) <= 24
+    assert answer('red_present', sample_scene_for('red_present', 'yes', rng, varied=True)) == 'yes'
     with pytest.raises(DataError, match='brightness'):
         _scene(brightness=0.0)
     with pytest.raises(DataError, match='shift'):
@@ -323,3 +327,13 @@ def test_cli_writes_a_small_dataset(tmp_path, capsys):
     assert len(examples) == 6
     assert load_image(examples[0].image_path).shape == (48, 64, 3)
     assert main(['scenes', '--out', str(out), '--tasks', 'nope']) == 2
+    plain, varied = tmp_path / 'plain', tmp_path / 'varied'
+    for folder, extra in ((plain, []), (varied, ['--varied'])):
+        assert main(['scenes', '--out', str(folder), '--n', '4', '--tasks', 'red_present']
+                    + extra) == 0
+    manifest = json.loads((varied / 'manifest.json').read_text())
+    assert manifest['varied'] is True and manifest['about'].endswith('--varied')
+    assert json.loads((plain / 'manifest.json').read_text())['varied'] is False
+    different = [a != b for a, b in zip(_files(plain / 'images').values(),
+                                        _files(varied / 'images').values())]
+    assert len(different) == 4 and all(different)

@@ -24,6 +24,7 @@ image width and height, ``size`` (half a shape's extent) is a fraction of the sh
 """
 
 from dataclasses import replace
+from functools import partial
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ MIN_DX = 0.15  # least horizontal distance of centres (fraction of width) for le
 _GAP = 0.03  # least distance between two shapes' boxes
 _MIN_SIZE = 0.07
 _MAX_SIZE = {1: 0.3, 2: 0.24, 3: 0.2, 4: 0.18}
-_MAX_NOISE = 10.0
+_MAX_NOISE = 10.0  # varied scenes (plain ones: 6)
 BRIGHTNESS = (0.6, 1.25)  # range of the brightness factor of random scenes
 TOUCH = 0.01  # a shape whose box is this close to the border (fraction of the side) touches it
 CLEAR_OF_EDGE = 0.06  # ... and one at least this far from every border clearly does not
@@ -163,12 +164,21 @@ def edge_gap(shape: Shape) -> float:
                shape.y - shape.size, 1.0 - shape.y - shape.size)
 
 
-def _random_background(rng: np.random.Generator) -> tuple[int, int, int]:
-    """Draw a dark or grey tinted tone, or (half the time) any colour, far from every shape's."""
-    coloured = rng.random() < 0.5
+def _random_background(rng: np.random.Generator, varied: bool) -> tuple[int, int, int]:
+    """
+    Draw a background colour far from every shape's.
+
+    Plain: a dark or grey, slightly tinted tone. Varied: half the time any colour, else a grey
+    tone from a wider range with a stronger tint.
+    """
+    coloured = varied and rng.random() < 0.5
     while True:
         if coloured:
             colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        elif not varied:
+            grey = int(rng.integers(20, 111))
+            tint = rng.integers(-12, 13, size=3)
+            colour = tuple(int(c) for c in np.clip(grey + tint, 0, 255))
         else:
             grey = int(rng.integers(20, 141))
             tint = rng.integers(-16, 17, size=3)
@@ -186,13 +196,15 @@ def _apart(a: Shape, b: Shape) -> bool:
 
 def random_scene(rng: np.random.Generator, n_shapes: int | None = None,
                  colours: tuple[str, ...] | list[str] | None = None,
-                 x_range: tuple[float, float] = (0.0, 1.0)) -> Scene:
+                 x_range: tuple[float, float] = (0.0, 1.0), varied: bool = False) -> Scene:
     """
     Draw a scene of 1..4 non-overlapping shapes (`n_shapes` of them when given).
 
     Colours are drawn from `colours` (default: the whole palette), kinds, sizes and positions
-    uniformly, the shapes' boxes inside the horizontal band `x_range`; the background is a dark,
-    grey or coloured tone, flat or a vertical gradient; brightness and noise vary.
+    uniformly, the shapes' boxes inside the horizontal band `x_range`; the background is a dark
+    or grey tone, flat or a vertical gradient, with noise up to 6 grey levels. `varied` scenes
+    (what the demo model trains on) also get coloured backgrounds, a brightness factor in
+    BRIGHTNESS and noise up to 10; plain ones draw exactly what earlier versions drew.
     """
     lo, hi = float(x_range[0]), float(x_range[1])
     if not 0.0 <= lo < hi <= 1.0 or hi - lo < 4 * _MIN_SIZE:
@@ -223,13 +235,13 @@ def random_scene(rng: np.random.Generator, n_shapes: int | None = None,
             shapes = []
             continue
         shapes.append(placed)
-    background = _random_background(rng)
-    background_end = _random_background(rng) if rng.random() < 0.5 else None
-    noise = round(float(rng.uniform(0.0, _MAX_NOISE)), 2)
-    brightness = round(float(rng.uniform(*BRIGHTNESS)), 3)
+    background = _random_background(rng, varied)
+    background_end = _random_background(rng, varied) if rng.random() < 0.5 else None
+    noise = round(float(rng.uniform(0.0, _MAX_NOISE if varied else 6.0)), 2)
+    noise_seed = int(rng.integers(2 ** 31))
+    brightness = round(float(rng.uniform(*BRIGHTNESS)), 3) if varied else 1.0
     return Scene(background=background, shapes=tuple(shapes), noise=noise,
-                 background_end=background_end, noise_seed=int(rng.integers(2 ** 31)),
-                 brightness=brightness)
+                 background_end=background_end, noise_seed=noise_seed, brightness=brightness)
 
 
 def shift_scene(scene: Scene, kind: str) -> Scene:
@@ -246,23 +258,25 @@ def _recolour(scene: Scene, index: int, colour: str) -> Scene:
     return replace(scene, shapes=tuple(shapes))
 
 
-def _propose(task_name: str, label: str, rng: np.random.Generator) -> Scene | None:
+def _propose(task_name: str, label: str, rng: np.random.Generator,
+             varied: bool) -> Scene | None:
     """Draw a scene meant to have answer `label`; the caller checks it."""
+    draw = partial(random_scene, varied=varied)
     if task_name.endswith('_present'):
         colour = task_name[:-len('_present')]
         if label == 'no':
-            return random_scene(rng, colours=[c for c in COLOURS if c != colour])
-        scene = random_scene(rng)
+            return draw(rng, colours=[c for c in COLOURS if c != colour])
+        scene = draw(rng)
         if answer(task_name, scene) == 'yes':
             return scene
         return _recolour(scene, int(rng.integers(len(scene.shapes))), colour)
     if task_name == 'shape_colour':
-        scene = random_scene(rng)
+        scene = draw(rng)
         largest = _largest(scene)
         return None if largest is None else _recolour(scene, scene.shapes.index(largest), label)
     if task_name == 'red_left_of_blue':
         others = [c for c in COLOURS if c not in ('red', 'blue')]
-        scene = random_scene(rng, n_shapes=int(rng.integers(2, MAX_SHAPES + 1)), colours=others)
+        scene = draw(rng, n_shapes=int(rng.integers(2, MAX_SHAPES + 1)), colours=others)
         xs = [shape.x for shape in scene.shapes]
         pairs = [(i, j) for i in range(len(xs)) for j in range(len(xs)) if xs[j] - xs[i] >= MIN_DX]
         if not pairs:
@@ -271,17 +285,16 @@ def _propose(task_name: str, label: str, rng: np.random.Generator) -> Scene | No
         red, blue = (left, right) if label == 'left' else (right, left)
         return _recolour(_recolour(scene, red, 'red'), blue, 'blue')
     if task_name == 'shape_count':
-        return random_scene(rng, n_shapes=int(label))
+        return draw(rng, n_shapes=int(label))
     if task_name == 'red_touching_edge':
-        scene = random_scene(rng, colours=[c for c in COLOURS if c != 'red'])
+        scene = draw(rng, colours=[c for c in COLOURS if c != 'red'])
         index = int(rng.integers(len(scene.shapes)))
         scene = _recolour(scene, index, 'red')
         return _to_edge(scene, index, rng) if label == 'yes' else scene
     if task_name == 'shape_in_left_half':
         if label == 'no':
-            return random_scene(rng, n_shapes=int(rng.integers(1, MAX_SHAPES)),
-                                x_range=(0.5 + _GAP, 1.0))
-        return random_scene(rng)
+            return draw(rng, n_shapes=int(rng.integers(1, MAX_SHAPES)), x_range=(0.5 + _GAP, 1.0))
+        return draw(rng)
     raise AssertionError(f'task {task_name!r} has no sampler')  # a bug, not user input
 
 
@@ -302,12 +315,13 @@ def _to_edge(scene: Scene, index: int, rng: np.random.Generator) -> Scene | None
     return replace(scene, shapes=tuple(shapes))
 
 
-def sample_scene_for(task_name: str, label: str, rng: np.random.Generator) -> Scene:
-    """Draw a scene whose true answer to `task_name` is `label`."""
+def sample_scene_for(task_name: str, label: str, rng: np.random.Generator,
+                     varied: bool = False) -> Scene:
+    """Draw a scene whose true answer to `task_name` is `label` (`varied`: see random_scene)."""
     spec = get_task(task_name)
     label = spec.labels[spec.label_index(label)]
     for _ in range(1000):
-        scene = _propose(task_name, label, rng)
+        scene = _propose(task_name, label, rng, varied)
         if scene is not None and answer(task_name, scene) == label:
             return scene
     raise RuntimeError(f'no scene found for {task_name}={label}; this is a bug, please report it')

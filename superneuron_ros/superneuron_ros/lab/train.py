@@ -132,7 +132,7 @@ def _presence_questions(scene: Scene, rng: np.random.Generator, pairs: int,
 
 def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: int) -> Sample:
     """Draw a one-shape scene asked about its colour: present, one absent colour, largest."""
-    scene = random_scene(rng, n_shapes=1)
+    scene = random_scene(rng, n_shapes=1, varied=True)
     questions = _presence_questions(scene, rng, 1, '')
     if weights.get('shape_colour', 0) > 0:
         questions.append(('shape_colour', scene.shapes[0].colour))
@@ -176,7 +176,7 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
                 continue
         spec = get_task(str(task))
         label = spec.labels[int(rng.integers(len(spec.labels)))]
-        scene = sample_scene_for(spec.name, label, rng)
+        scene = sample_scene_for(spec.name, label, rng, varied=True)
         colour = spec.name[:-len('_present')] if spec.name.endswith('_present') else ''
         questions = [(spec.name, label)] + _presence_questions(scene, rng, presence_pairs, colour)
         for extra in _EXTRAS:

@@ -55,8 +55,9 @@ def balanced_samples(task: str, n: int, seed: int, size: int,
     """
     Return `n` one-question samples of a task, labels balanced, drawn from (seed, task).
 
-    The question cycles through the task's phrasings of the condition ('unseen': the held-out
-    ones, else the training ones); 'shifted' cycles the images through the SHIFTS. The scenes
+    The scenes are varied ones, as in training (see random_scene). The question cycles through
+    the task's phrasings of the condition ('unseen': the held-out ones, else the training ones);
+    'shifted' cycles the images through the SHIFTS. The scenes
     are the same for every condition, so conditions differ only in wording or image.
     """
     if condition not in CONDITIONS:
@@ -69,7 +70,7 @@ def balanced_samples(task: str, n: int, seed: int, size: int,
     shifts = list(SHIFTS)
     samples = []
     for i, label in enumerate(labels):
-        scene = sample_scene_for(task, label, rng)
+        scene = sample_scene_for(task, label, rng, varied=True)
         if condition == 'shifted':
             scene = shift_scene(scene, shifts[i % len(shifts)])
         samples.append(Sample(render(scene, size), ((task, label),), (texts[i % len(texts)],)))
