@@ -238,8 +238,8 @@ def random_scene(rng: np.random.Generator, n_shapes: int | None = None,
     background = _random_background(rng, varied)
     background_end = _random_background(rng, varied) if rng.random() < 0.5 else None
     noise = round(float(rng.uniform(0.0, _MAX_NOISE if varied else 6.0)), 2)
-    noise_seed = int(rng.integers(2 ** 31))
     brightness = round(float(rng.uniform(*BRIGHTNESS)), 3) if varied else 1.0
+    noise_seed = int(rng.integers(2 ** 31))
     return Scene(background=background, shapes=tuple(shapes), noise=noise,
                  background_end=background_end, noise_seed=noise_seed, brightness=brightness)
 
