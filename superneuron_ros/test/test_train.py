@@ -58,6 +58,8 @@ def test_config_rejects_bad_values() -> None:
         TrainConfig(task_weights={'no_such_task': 1.0})
     with pytest.raises(DataError, match='simple_fraction'):
         TrainConfig(simple_fraction=1.5)
+    with pytest.raises(DataError, match='device'):
+        TrainConfig(device='tpu')
 
 
 def test_draw_samples_keeps_presence_balanced() -> None:
@@ -167,7 +169,8 @@ def test_wilson_interval_and_evaluation_conditions() -> None:
 def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
     """The train-demo subcommand parses its options and writes a reproducible command line."""
     args = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--steps', '5',
-                                      '--lr', '0.002', '--batch-size', '8'])
+                                      '--lr', '0.002', '--batch-size', '8', '--device', 'cuda'])
+    assert args.device == 'cuda' and '--device cuda' in command_line(args)
     assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 85.0)
     again = build_parser().parse_args(command_line(args).split()[1:])
     assert vars(again) == vars(args)

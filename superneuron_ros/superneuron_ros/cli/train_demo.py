@@ -55,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--threads', type=positive_int, default=2,
                         help='CPU threads for torch (default: 2; on a machine busy with other '
                              'work 1 can be faster)')
+    parser.add_argument('--device', default='cpu',
+                        help='where to train: cpu, cuda or cuda:N (default: cpu); the '
+                             'evaluation loads the saved model as load_model does (auto)')
     parser.add_argument('--eval-per-task', type=int, default=150, metavar='N',
                         help='held-out scenes per task for the final evaluation; 0 skips it '
                              '(default: 150)')
@@ -75,7 +78,7 @@ def command_line(args: argparse.Namespace) -> str:
              '--minutes', f'{args.minutes:g}', '--batch-size', str(args.batch_size),
              '--lr', f'{args.lr:g}', '--threads', str(args.threads),
              '--eval-per-task', str(args.eval_per_task), '--eval-seed', str(args.eval_seed),
-             '--check-every', str(args.check_every)]
+             '--check-every', str(args.check_every), '--device', args.device]
     if args.steps is not None:
         words += ['--steps', str(args.steps)]
     if args.eval_only:  # the training options do not apply
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
-                         check_every=args.check_every)
+                         check_every=args.check_every, device=args.device)
     report = train_demo(args.out, config, eval_per_task=args.eval_per_task,
                         eval_seed=args.eval_seed, command=command_line(args))
     print(f'trained {report["steps"]} steps in {report["minutes"]:.1f} min, final loss '

@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from superneuron_ros.errors import DataError
+from superneuron_ros.errors import DataError, DeviceError
 from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, phrasings, random_scene,
                                         render, sample_scene_for, Scene, TASKS)
 from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher, Sample
@@ -63,6 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     threads: int | None = 2  # torch CPU threads; None: leave torch's default
+    device: str = 'cpu'  # 'cpu', 'cuda' or 'cuda:N'
     render_sizes: tuple[int, ...] = (64, 96, 128)  # square renders, resized by the processor
     task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     check_every: int = 100  # steps between held-out first-token checks; 0: never
@@ -92,6 +93,8 @@ class TrainConfig:
             raise DataError(f'simple_fraction={self.simple_fraction} and simple_floor='
                             f'{self.simple_floor} must lie in [0, 1], simple_until='
                             f'{self.simple_until} must be > 0')
+        if self.device != 'cpu' and not self.device.startswith('cuda'):
+            raise DataError(f"device={self.device!r} must be 'cpu', 'cuda' or 'cuda:N'")
         if self.threads is not None and self.threads < 1:
             raise DataError(f'threads={self.threads} must be >= 1')
         if not self.render_sizes or min(self.render_sizes) < 8:
@@ -207,6 +210,11 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
     """Train `model` in place on generated scenes until the step or time budget is spent."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    if config.device.startswith('cuda') and not torch.cuda.is_available():
+        raise DeviceError(f'device={config.device!r} but torch sees no CUDA device; '
+                          'train with --device cpu')
+    device = torch.device(config.device)
+    model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 1])
     batcher = QABatcher(processor)
@@ -239,7 +247,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
                                               1.0 - fraction / config.simple_until)
         batch = batcher.collate(draw_samples(rng, config.batch_size, config.task_weights,
                                              config.render_sizes, config.presence_pairs, simple))
-        loss = model(**batch).loss
+        loss = model(**{name: value.to(device) for name, value in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -257,7 +265,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
         bar.update(1)
         bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}', lr=f'{lr:.2e}', refresh=False)
     bar.close()
-    model.eval()
+    model.to('cpu').eval()
     return TrainResult(steps=step, seconds=time.monotonic() - start,
                        final_loss=float(np.mean(losses[-20:])) if losses else float('nan'),
                        history=history, losses=losses)

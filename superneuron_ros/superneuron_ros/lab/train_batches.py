@@ -158,12 +158,13 @@ def first_token_accuracy(model: torch.nn.Module, batcher: QABatcher,
     """Return per-task accuracy of the greedy first answer token (a fast in-training check)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         batch = batcher.collate(chunk)
         targets = batch.pop('labels')  # [B, T]
-        logits = model(**batch).logits  # [B, T, V]
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.cpu()  # [B, T, V]
         answers = (targets != IGNORE) & (targets.roll(1, dims=1) == IGNORE)  # [B, T] first tokens
         for row, sample in enumerate(chunk):
             for (task, _), pos in zip(sample.questions, answers[row].nonzero()[:, 0].tolist()):
