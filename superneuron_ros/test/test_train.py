@@ -142,6 +142,20 @@ def test_training_reduces_loss_and_saves_a_loadable_model(trained: tuple[Path, d
         assert entry['wilson95'][0] <= entry['accuracy'] <= entry['wilson95'][1]
 
 
+def test_training_continues_from_a_trained_folder(trained: tuple[Path, dict],
+                                                  tmp_path: Path) -> None:
+    """--init starts from the trained weights: the first loss is the trained model's level."""
+    folder, first = trained
+    config = TrainConfig(seed=4, minutes=None, steps=2, batch_size=4, lr=1e-4, warmup_steps=1,
+                         threads=None, render_sizes=(TINY_SIZE,), check_every=0)
+    report = train_demo(tmp_path / 'more', config, preset=None, eval_per_task=0, init=folder,
+                        progress_bar=False)
+    assert report['init'] == str(folder) and report['steps'] == 2
+    assert report['loss_curve']['mean_loss'][0] < first['loss_curve']['mean_loss'][0] - 1.0
+    with pytest.raises(DataError, match='train-demo'):
+        train_demo(tmp_path / 'x', config, preset=None, eval_per_task=0, init=tmp_path / 'none')
+
+
 def test_wilson_interval_and_evaluation_conditions() -> None:
     """Wilson bounds match known values; conditions share scenes, not wordings or pixels."""
     assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)

@@ -55,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--threads', type=positive_int, default=2,
                         help='CPU threads for torch (default: 2; on a machine busy with other '
                              'work 1 can be faster)')
+    parser.add_argument('--init', type=Path, default=None, metavar='DIR',
+                        help='continue training from the model in DIR (written by train-demo) '
+                             'instead of seeded random weights')
     parser.add_argument('--device', default='cpu',
                         help='where to train: cpu, cuda or cuda:N (default: cpu); the '
                              'evaluation loads the saved model as load_model does (auto)')
@@ -81,6 +84,8 @@ def command_line(args: argparse.Namespace) -> str:
              '--check-every', str(args.check_every), '--device', args.device]
     if args.steps is not None:
         words += ['--steps', str(args.steps)]
+    if args.init is not None:
+        words += ['--init', str(args.init)]
     if args.eval_only:  # the training options do not apply
         words = ['superneuron', 'train-demo', '--out', str(args.out), '--eval-only',
                  '--threads', str(args.threads), '--eval-per-task', str(args.eval_per_task),
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                          check_every=args.check_every, device=args.device)
     report = train_demo(args.out, config, eval_per_task=args.eval_per_task,
-                        eval_seed=args.eval_seed, command=command_line(args))
+                        eval_seed=args.eval_seed, command=command_line(args), init=args.init)
     print(f'trained {report["steps"]} steps in {report["minutes"]:.1f} min, final loss '
           f'{report["final_loss"]:.4f}; model ({report["size_bytes"] / 1e6:.1f} MB) in {args.out}')
     _print_accuracy(report)

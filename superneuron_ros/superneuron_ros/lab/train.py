@@ -29,6 +29,7 @@ import json
 import logging
 import math
 from pathlib import Path
+import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -276,6 +277,20 @@ def folder_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
 
 
+def _copy_model(source: str | Path, out_dir: str | Path) -> Path:
+    """Copy a trained model folder (not its report) into out_dir; return out_dir."""
+    source, out = Path(source), Path(out_dir)
+    if not (source / 'config.json').is_file() or not (source / REPORT).is_file():
+        raise DataError(f'{source} is not a folder written by train-demo (config.json and '
+                        f'{REPORT} expected)')
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        target = out / path.name
+        if path.is_file() and path.name != REPORT and path.resolve() != target.resolve():
+            shutil.copyfile(path, target)
+    return out
+
+
 def evaluation_entries(folder: str | Path, n_per_task: int, seed: int, size: int,
                        progress_bar: bool = True, command: str = '') -> dict[str, Any]:
     """Evaluate a saved model (see evaluate_folder); return the report's evaluation entries."""
@@ -313,9 +328,13 @@ def evaluate_into_report(folder: str | Path, n_per_task: int, seed: int, size: i
 def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None = 'demo',
                num_layers: int = 2, eval_per_task: int = 150, eval_seed: int = 1000,
                eval_size: int = 96, command: str = '', progress_bar: bool = True,
-               on_saved: Callable[[Path], None] | None = None) -> dict[str, Any]:
+               on_saved: Callable[[Path], None] | None = None,
+               init: str | Path | None = None) -> dict[str, Any]:
     """
     Build, train, save (float16) and evaluate a LLaVA zoo model; return the written report.
+
+    With `init` (a folder written by train-demo), training continues from its weights instead
+    of seeded random ones (its files are copied into `out_dir` first, its report is not).
 
     `preset=None` builds a tiny LLaVA of `num_layers` decoder layers instead of a preset (for
     tests). The report goes to ``out_dir/training_report.json``; `eval_per_task=0` skips the
@@ -323,8 +342,11 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from superneuron_ros.lab.zoo import build_model_folder
-    out = build_model_folder(out_dir, 'llava', preset=preset, seed=config.seed,
-                             num_layers=num_layers)
+    if init is None:
+        out = build_model_folder(out_dir, 'llava', preset=preset, seed=config.seed,
+                                 num_layers=num_layers)
+    else:
+        out = _copy_model(init, out_dir)
     kwargs = {'local_files_only': True, 'trust_remote_code': False}
     model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32, **kwargs)
     processor = AutoProcessor.from_pretrained(out, **kwargs)
@@ -339,7 +361,8 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
         'images_seen': result.steps * config.batch_size,
         'config': {k: (list(v) if isinstance(v, tuple) else v)
                    for k, v in asdict(config).items()},
-        'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads()}
+        'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads(),
+        'init': None if init is None else str(init)}
     if eval_per_task > 0:
         report.update(evaluation_entries(out, eval_per_task, eval_seed, eval_size,
                                          progress_bar))
