@@ -28,10 +28,16 @@ n=${DEMO_N:-600}
 # on fresh scenes); the shipped profiles were made so on a busy 2-core machine.
 baseline=()
 [[ "${DEMO_BASELINE:-1}" == 0 ]] && baseline=(--no-baseline)
+# DEMO_SIZE: image side (64 for the shipped 64 px model; 96 for a model of the current 'demo'
+# preset); DEMO_VARIED=1 calibrates on varied scenes, as a model trained by train-demo now sees.
+size=${DEMO_SIZE:-64}
+varied=()
+[[ "${DEMO_VARIED:-0}" == 1 ]] && varied=(--varied)
 scenes_dir=$(mktemp -d)
 trap 'rm -rf "$scenes_dir"' EXIT
 
-superneuron scenes --out "$scenes_dir" --n "$n" --seed 7 --size 64 --tasks "$tasks"
+superneuron scenes --out "$scenes_dir" --n "$n" --seed 7 --size "$size" --tasks "$tasks" \
+    "${varied[@]}"
 for task in ${tasks//,/ }; do
     superneuron calibrate --model "$data/demo_model" --task "$scenes_dir/tasks/$task.yaml" \
         --data "$scenes_dir/$task.jsonl" --out "$data/demo_profiles/$task" --force \

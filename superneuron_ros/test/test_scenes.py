@@ -17,14 +17,17 @@
 from dataclasses import replace
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
 from superneuron_ros.cli.main import main
 from superneuron_ros.errors import DataError, ImageError, UnknownTaskError
 from superneuron_ros.lab.scene_datasets import write_dataset
-from superneuron_ros.lab.scenes import (answer, COLOURS, qa_pairs, random_scene, render,
-                                        sample_scene_for, Scene, Shape, TASKS)
+from superneuron_ros.lab.scenes import (answer, BRIGHTNESS, COLOURS, phrasings, qa_pairs,
+                                        random_scene, render, sample_scene_for, Scene, Shape,
+                                        shift_scene, SHIFTS, TASKS)
+from superneuron_ros.lab.zoo.vocab import english_words, PUNCTUATION
 from superneuron_ros.method.tasks import load_image, load_labelled_set, TaskSpec
 
 RED_SQUARE = Shape('square', 'red', 0.25, 0.5, 0.15)
@@ -93,7 +96,78 @@ def test_qa_pairs_cover_every_applicable_task():
     assert len(pairs) == len(TASKS)
     single = dict(qa_pairs(_scene(BLUE_CIRCLE)))
     assert TASKS['red_left_of_blue'].question not in single
-    assert len(single) == len(TASKS) - 1
+    assert TASKS['red_touching_edge'].question not in single  # no red shape
+    assert len(single) == len(TASKS) - 2
+
+
+def test_edge_and_left_half_ground_truth():
+    """Touching the edge and the left half answer by geometry, None in the unclear band."""
+    at_edge = _scene(replace(RED_SQUARE, x=0.15), BLUE_CIRCLE)
+    assert answer('red_touching_edge', at_edge) == 'yes'
+    assert answer('red_touching_edge', _scene(replace(RED_SQUARE, y=0.85))) == 'yes'
+    assert answer('red_touching_edge', _scene(RED_SQUARE)) == 'no'  # 0.1 from the border
+    assert answer('red_touching_edge', _scene(replace(RED_SQUARE, x=0.18))) is None  # 0.03
+    two_reds = _scene(RED_SQUARE, Shape('circle', 'red', 0.8, 0.15, 0.08))
+    assert answer('red_touching_edge', two_reds) is None
+    assert answer('red_touching_edge', _scene(BLUE_CIRCLE)) is None
+    assert answer('shape_in_left_half', _scene(RED_SQUARE, BLUE_CIRCLE)) == 'yes'
+    assert answer('shape_in_left_half', _scene(BLUE_CIRCLE)) == 'no'  # box from x = 0.65
+    assert answer('shape_in_left_half', _scene(replace(BLUE_CIRCLE, x=0.5))) is None
+
+
+def test_every_task_has_seen_and_unseen_phrasings():
+    """At least 3 training and 2 held-out wordings per task, disjoint, all in the vocabulary."""
+    words = set(english_words()) | set(PUNCTUATION)
+    for name, spec in TASKS.items():
+        seen, unseen = phrasings(name, 'seen'), phrasings(name, 'unseen')
+        assert len(set(seen)) == len(seen) >= 3 and len(set(unseen)) == len(unseen) >= 2
+        assert not set(seen) & set(unseen), name
+        assert seen[0] == spec.question
+        for text in seen + unseen:
+            pieces = re.findall(r'\w+|[^\w\s]', text)
+            assert set(pieces) <= words, (text, set(pieces) - words)
+            if name.endswith('_present'):
+                assert name[:-len('_present')] in pieces
+    with pytest.raises(DataError, match='unseen'):
+        phrasings('red_present', 'test')
+
+
+def test_brightness_and_shifted_conditions():
+    """Brightness scales the rendered image; shifts lie outside the varied scenes' range."""
+    scene = _scene(RED_SQUARE)
+    bright, dim = render(scene, 64).astype(int), render(replace(scene, brightness=0.5), 64)
+    assert np.abs(dim.astype(int) - np.rint(bright * 0.5)).max() <= 1
+    assert shift_scene(scene, 'dim').brightness == 0.5
+    assert shift_scene(scene, 'noisy').noise > 10 and shift_scene(scene, 'bright').brightness > 1
+    rng = np.random.default_rng(3)
+    scenes = [random_scene(rng, varied=True) for _ in range(200)]
+    values = [s.brightness for s in scenes]
+    assert BRIGHTNESS[0] <= min(values) < max(values) <= BRIGHTNESS[1]
+    for kind, change in SHIFTS.items():
+        for field, value in change.items():
+            assert all(getattr(s, field) != value for s in scenes), kind
+            if field == 'brightness':
+                assert not BRIGHTNESS[0] <= value <= BRIGHTNESS[1]
+    saturation = [max(s.background) - min(s.background) for s in scenes]
+    assert max(saturation) > 100 and min(saturation) < 40  # coloured and grey backgrounds
+    plain = [random_scene(rng) for _ in range(200)]  # as earlier versions drew them
+    assert {s.brightness for s in plain} == {1.0} and max(s.noise for s in plain) <= 6
+    assert max(max(s.background) - min(s.background) for s in plain) <= 24
+    assert answer('red_present', sample_scene_for('red_present', 'yes', rng, varied=True)) == 'yes'
+    with pytest.raises(DataError, match='brightness'):
+        _scene(brightness=0.0)
+    with pytest.raises(DataError, match='shift'):
+        shift_scene(scene, 'rain')
+
+
+def test_random_scene_in_a_horizontal_band():
+    """x_range keeps every shape's box inside the band; a band too narrow is refused."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        for shape in random_scene(rng, x_range=(0.53, 1.0)).shapes:
+            assert shape.x - shape.size >= 0.53 and shape.x + shape.size <= 1.0
+    with pytest.raises(DataError, match='x_range'):
+        random_scene(rng, x_range=(0.5, 0.6))
 
 
 def test_invalid_shapes_and_scenes():
@@ -253,3 +327,13 @@ def test_cli_writes_a_small_dataset(tmp_path, capsys):
     assert len(examples) == 6
     assert load_image(examples[0].image_path).shape == (48, 64, 3)
     assert main(['scenes', '--out', str(out), '--tasks', 'nope']) == 2
+    plain, varied = tmp_path / 'plain', tmp_path / 'varied'
+    for folder, extra in ((plain, []), (varied, ['--varied'])):
+        assert main(['scenes', '--out', str(folder), '--n', '4', '--tasks', 'red_present']
+                    + extra) == 0
+    manifest = json.loads((varied / 'manifest.json').read_text())
+    assert manifest['varied'] is True and manifest['about'].endswith('--varied')
+    assert json.loads((plain / 'manifest.json').read_text())['varied'] is False
+    different = [a != b for a, b in zip(_files(plain / 'images').values(),
+                                        _files(varied / 'images').values())]
+    assert len(different) == 4 and all(different)

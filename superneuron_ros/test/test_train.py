@@ -22,10 +22,12 @@ import pytest
 from superneuron_ros.cli.main import build_parser
 from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
-from superneuron_ros.lab.scenes import get_task
-from superneuron_ros.lab.train import (balanced_samples, DEFAULT_WEIGHTS, draw_samples,
-                                       evaluate_folder, REPORT, train_demo, TrainConfig)
+from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
+from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, evaluate_into_report,
+                                       REPORT, train_demo, TrainConfig)
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
+from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
+                                            wilson_interval)
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig
 import torch
@@ -56,6 +58,8 @@ def test_config_rejects_bad_values() -> None:
         TrainConfig(task_weights={'no_such_task': 1.0})
     with pytest.raises(DataError, match='simple_fraction'):
         TrainConfig(simple_fraction=1.5)
+    with pytest.raises(DataError, match='device'):
+        TrainConfig(device='tpu')
 
 
 def test_draw_samples_keeps_presence_balanced() -> None:
@@ -64,10 +68,17 @@ def test_draw_samples_keeps_presence_balanced() -> None:
     extra = [label for s in samples for task, label in s.questions[1:]
              if task.endswith('_present')]
     assert extra.count('yes') == extra.count('no') > 20
+    used: dict[str, set[str]] = {}
     for sample in samples:
         tasks = [task for task, _ in sample.questions]
         assert len(tasks) == len(set(tasks)) >= 2
         assert sample.image.shape == (48, 48, 3) and sample.image.dtype == np.uint8
+        assert len(sample.wordings) == len(tasks)
+        for task, text in zip(tasks, sample.wordings):
+            assert text in phrasings(task, 'seen') and text not in phrasings(task, 'unseen')
+            used.setdefault(task, set()).add(text)
+    assert len(used['shape_count']) >= 3  # the wording varies
+    assert {'red_touching_edge', 'shape_in_left_half'} <= set(used)
     simple = draw_samples(np.random.default_rng(1), 20, DEFAULT_WEIGHTS, (48,), simple=1.0)
     for sample in simple:  # one shape: its colour present, another absent, and the largest
         labels = dict(sample.questions)
@@ -82,7 +93,8 @@ def test_packed_rows_match_single_questions(trained: tuple[Path, dict]) -> None:
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
     batcher = QABatcher(AutoProcessor.from_pretrained(folder))
     samples = draw_samples(np.random.default_rng(1), 3, DEFAULT_WEIGHTS, (TINY_SIZE,))
-    singles = [Sample(s.image, (q,)) for s in samples for q in s.questions]
+    singles = [Sample(s.image, (q,), (w,)) for s in samples
+               for q, w in zip(s.questions, s.wordings)]
     packed, single = batcher.collate(samples), batcher.collate(singles)
     assert packed['attention_mask'].ndim == 4 and single['attention_mask'].ndim == 2
 
@@ -113,21 +125,88 @@ def test_training_reduces_loss_and_saves_a_loadable_model(trained: tuple[Path, d
     sample = balanced_samples('red_present', 1, seed=0, size=TINY_SIZE)[0]
     text = engine.generate(sample.image, engine.render_prompt(get_task('red_present').question))
     assert isinstance(text, str)
+    report = evaluate_into_report(folder, 1, seed=5, size=TINY_SIZE, command='again',
+                                  progress_bar=False)
+    saved = json.loads((folder / REPORT).read_text())
+    assert saved['steps'] == 16 and saved['evaluation']['command'] == 'again'
+    assert saved['per_task'] == report['per_task'] and set(saved['accuracy']) == set(CONDITIONS)
+    assert saved['per_task']['seen']['shape_count']['n'] == 1
+    with pytest.raises(DataError, match='train-demo'):
+        evaluate_into_report(folder / 'nothing', 1, seed=5, size=TINY_SIZE)
     results = evaluate_folder(folder, n_per_task=2, seed=5, size=TINY_SIZE,
-                              tasks=['red_present'], progress_bar=False)
-    assert results['red_present']['n'] == 2
-    assert 0.0 <= results['red_present']['accuracy'] <= 1.0
+                              tasks=['red_present', 'shape_in_left_half'], progress_bar=False)
+    assert set(results) == set(CONDITIONS)
+    for condition in CONDITIONS:
+        entry = results[condition]['shape_in_left_half']
+        assert entry['n'] == 2 and entry['accuracy'] == entry['correct'] / 2
+        assert entry['wilson95'][0] <= entry['accuracy'] <= entry['wilson95'][1]
+
+
+def test_training_continues_from_a_trained_folder(trained: tuple[Path, dict],
+                                                  tmp_path: Path) -> None:
+    """--init starts from the trained weights: the first loss is the trained model's level."""
+    folder, first = trained
+    config = TrainConfig(seed=4, minutes=None, steps=2, batch_size=4, lr=1e-4, warmup_steps=1,
+                         threads=None, render_sizes=(TINY_SIZE,), check_every=0)
+    report = train_demo(tmp_path / 'more', config, preset=None, eval_per_task=0, init=folder,
+                        progress_bar=False)
+    assert report['init'] == str(folder) and report['steps'] == 2
+    assert report['loss_curve']['mean_loss'][0] < first['loss_curve']['mean_loss'][0] - 1.0
+    with pytest.raises(DataError, match='train-demo'):
+        train_demo(tmp_path / 'x', config, preset=None, eval_per_task=0, init=tmp_path / 'none')
+
+
+def test_wilson_interval_and_evaluation_conditions() -> None:
+    """Wilson bounds match known values; conditions share scenes, not wordings or pixels."""
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(
+        0.2775, abs=1e-4)
+    assert wilson_interval(150, 150)[0] == pytest.approx(0.9751, abs=1e-4)
+    with pytest.raises(DataError, match='n=0'):
+        wilson_interval(0, 0)
+    seen, unseen, shifted = (balanced_samples('shape_count', 8, 3, 48, condition)
+                             for condition in CONDITIONS)
+    assert [s.questions for s in seen] == [s.questions for s in unseen] == [
+        s.questions for s in shifted]
+    assert {s.wordings[0] for s in seen} == set(phrasings('shape_count', 'seen'))
+    assert {s.wordings[0] for s in unseen} == set(phrasings('shape_count', 'unseen'))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(seen, unseen))
+    assert not any(np.array_equal(a.image, b.image) for a, b in zip(seen, shifted))
+    with pytest.raises(DataError, match='condition'):
+        balanced_samples('shape_count', 2, 0, 48, 'rainy')
+    for task in TASKS:  # every task, the new ones too, has balanced, true samples
+        samples = balanced_samples(task, 4, 0, 32)
+        assert {label for s in samples for _, label in s.questions} <= set(
+            get_task(task).labels)
 
 
 def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
     """The train-demo subcommand parses its options and writes a reproducible command line."""
     args = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--steps', '5',
-                                      '--lr', '0.002', '--batch-size', '8'])
-    assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 25.0)
+                                      '--lr', '0.002', '--batch-size', '8', '--device', 'cuda'])
+    assert args.device == 'cuda' and '--device cuda' in command_line(args)
+    assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 85.0)
     again = build_parser().parse_args(command_line(args).split()[1:])
     assert vars(again) == vars(args)
     with pytest.raises(SystemExit):
         build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--minutes', '0'])
+    only = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--eval-only',
+                                      '--eval-per-task', '3'])
+    assert command_line(only).split()[3:] == [str(tmp_path), '--eval-only', '--threads', '2',
+                                              '--eval-per-task', '3', '--eval-seed', '1000']
+    assert vars(build_parser().parse_args(command_line(only).split()[1:])) == vars(only)
+
+
+def test_demo_preset_is_deep_and_small() -> None:
+    """The demo preset: >= 12 decoder layers, >= 96 px, 64 image tokens, <= 40 MB in float16."""
+    from superneuron_ros.lab.zoo.build import count_parameters
+    from superneuron_ros.lab.zoo.presets import get_preset
+    preset = get_preset('demo')
+    config = preset.config()
+    vision = config.vision_config
+    assert config.text_config.num_hidden_layers >= 12 and preset.image_size >= 96
+    assert (vision.image_size // vision.patch_size) ** 2 == config.image_seq_length == 64
+    assert 2 * count_parameters(config) <= 40e6
 
 
 @pytest.mark.skipif(not (DEMO_MODEL / 'model.safetensors').is_file(),
@@ -135,7 +214,7 @@ def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
 def test_shipped_demo_model_answers_presence_questions() -> None:
     """The shipped demo model loads offline, is small, and answers fresh presence questions."""
     size = sum(p.stat().st_size for p in DEMO_MODEL.iterdir() if p.is_file())
-    assert size <= 10 * 1024 * 1024
+    assert size <= 40 * 1000 * 1000
     engine = Engine(load_model(LoadConfig(str(DEMO_MODEL), quantization='none', device='cpu')))
     correct = total = 0
     for task in ('red_present', 'blue_present', 'yellow_present'):

@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='image size in pixels (default: 96)')
     parser.add_argument('--tasks', type=_task_list, default=None, metavar='A,B',
                         help='comma-separated task names (default: all; see --list-tasks)')
+    parser.add_argument('--varied', action='store_true',
+                        help='varied scenes, as the demo model trains on: coloured backgrounds, '
+                             'brightness x0.6-1.25, more noise')
     parser.add_argument('--list-tasks', action='store_true',
                         help='print the available tasks and exit')
     parser.set_defaults(func=run)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             print(f'{name:18s} {spec.question}  [{", ".join(spec.labels)}]')
         return 0
     manifest = write_dataset(args.out, n=args.n, seed=args.seed, size=args.size,
-                             tasks=args.tasks)
+                             tasks=args.tasks, varied=args.varied)
     height, width = manifest['size']
     total = sum(sum(entry['counts'].values()) for entry in manifest['tasks'].values())
     print(f'wrote {total} images ({height}x{width}, seed {manifest["seed"]}) for '

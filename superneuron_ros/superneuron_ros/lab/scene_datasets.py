@@ -43,14 +43,16 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def write_dataset(out_dir: str | os.PathLike, n: int, seed: int,
                   size: int | tuple[int, int] = 96,
-                  tasks: list[str] | tuple[str, ...] | None = None) -> dict:
+                  tasks: list[str] | tuple[str, ...] | None = None,
+                  varied: bool = False) -> dict:
     """
     Write task files, labelled sets and images for scene tasks; return the manifest.
 
     Writes ``images/<task>_<i>.png``, ``tasks/<task>.yaml``, ``<task>.jsonl`` (n examples per task,
     labels balanced to within one) and ``manifest.json``. Each task draws from its own generator
     seeded by (seed, task name), so a task's files do not depend on which other tasks are written,
-    and the same arguments always give byte-identical files.
+    and the same arguments always give byte-identical files. `varied` draws varied scenes
+    (coloured backgrounds, brightness, more noise; see random_scene).
     """
     names = list(TASKS) if tasks is None else list(tasks)
     if not names:
@@ -70,8 +72,10 @@ def write_dataset(out_dir: str | os.PathLike, n: int, seed: int,
                  '<task>.jsonl: one record per image (image path relative to this folder, '
                  'task, answer). Regenerate with: superneuron scenes --out DIR '
                  f'--n {int(n)} --seed {int(seed)} --size {height}x{width}'
-                 + ('' if tasks is None else ' --tasks ' + ','.join(names)),
-        'seed': int(seed), 'n': int(n), 'size': [height, width], 'tasks': {}}
+                 + ('' if tasks is None else ' --tasks ' + ','.join(names))
+                 + (' --varied' if varied else ''),
+        'seed': int(seed), 'n': int(n), 'size': [height, width], 'varied': bool(varied),
+        'tasks': {}}
     for name in dict.fromkeys(names):
         spec = TASKS[name]
         rng = np.random.default_rng([int(seed), zlib.crc32(name.encode('utf-8'))])
@@ -79,7 +83,7 @@ def write_dataset(out_dir: str | os.PathLike, n: int, seed: int,
         labels = [labels[i] for i in rng.permutation(len(labels))]
         records = []
         for i, label in enumerate(labels):
-            scene = sample_scene_for(name, label, rng)
+            scene = sample_scene_for(name, label, rng, varied=varied)
             image_name = f'images/{name}_{i:06d}.png'
             (out / image_name).write_bytes(png_bytes(render(scene, (height, width))))
             records.append({'image': image_name, 'task': name, 'answer': label})

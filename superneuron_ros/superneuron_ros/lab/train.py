@@ -19,10 +19,9 @@ Train the small demo VLM on generated scenes and measure it the way the product 
 weights, trains it with AdamW on question / answer pairs drawn on the fly from
 :mod:`~superneuron_ros.lab.scenes` (the prompt through the chat template with the generation
 prompt, the loss on the answer tokens and eos only), saves it in float16 with its processor, and
-evaluates it on held-out scenes by greedy generation through
-:func:`~superneuron_ros.vlm.loading.load_model` and
-:meth:`~superneuron_ros.vlm.engine.Engine.generate`, mapped with
-:meth:`~superneuron_ros.method.tasks.TaskSpec.match_answer`.
+evaluates it on fresh scenes by greedy generation (:mod:`~superneuron_ros.lab.train_eval`: seen
+and unseen phrasings, shifted images). Every training question is worded by one of its task's
+training phrasings, drawn at random (:func:`~superneuron_ros.lab.scenes.phrasings`).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -30,22 +29,23 @@ import json
 import logging
 import math
 from pathlib import Path
+import shutil
 import time
 from typing import Any, Callable, Sequence
-import zlib
 
 import numpy as np
-from superneuron_ros.errors import DataError
-from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, random_scene, render,
-                                        sample_scene_for, Scene, TASKS)
+from superneuron_ros.errors import DataError, DeviceError
+from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, phrasings, random_scene,
+                                        render, sample_scene_for, Scene, TASKS)
 from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher, Sample
+from superneuron_ros.lab.train_eval import balanced_samples, CONDITIONS, evaluate_folder
 import torch
 from tqdm import tqdm
 
 LOG = logging.getLogger(__name__)
 
 REPORT = 'training_report.json'
-# Each presence question is one of six alike tasks; the three others get twice their weight.
+# Each presence question is one of six alike tasks; the others get twice their weight.
 DEFAULT_WEIGHTS = {name: (1.0 if name.endswith('_present') else 2.0) for name in TASKS}
 
 
@@ -54,7 +54,7 @@ class TrainConfig:
     """How to train: seed, budget (minutes and / or steps), optimiser and data settings."""
 
     seed: int = 0
-    minutes: float | None = 25.0  # wall-clock budget of the training loop; None: steps only
+    minutes: float | None = 85.0  # wall-clock budget of the training loop; None: steps only
     steps: int | None = None  # step budget; None: minutes only
     batch_size: int = 16  # images per step; each carries several questions
     lr: float = 1e-3  # peak learning rate (see learning_rate for the schedule)
@@ -64,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     threads: int | None = 2  # torch CPU threads; None: leave torch's default
+    device: str = 'cpu'  # 'cpu', 'cuda' or 'cuda:N'
     render_sizes: tuple[int, ...] = (64, 96, 128)  # square renders, resized by the processor
     task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     check_every: int = 100  # steps between held-out first-token checks; 0: never
@@ -93,6 +94,8 @@ class TrainConfig:
             raise DataError(f'simple_fraction={self.simple_fraction} and simple_floor='
                             f'{self.simple_floor} must lie in [0, 1], simple_until='
                             f'{self.simple_until} must be > 0')
+        if self.device != 'cpu' and not self.device.startswith('cuda'):
+            raise DataError(f"device={self.device!r} must be 'cpu', 'cuda' or 'cuda:N'")
         if self.threads is not None and self.threads < 1:
             raise DataError(f'threads={self.threads} must be >= 1')
         if not self.render_sizes or min(self.render_sizes) < 8:
@@ -133,12 +136,25 @@ def _presence_questions(scene: Scene, rng: np.random.Generator, pairs: int,
 
 def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: int) -> Sample:
     """Draw a one-shape scene asked about its colour: present, one absent colour, largest."""
-    scene = random_scene(rng, n_shapes=1)
+    scene = random_scene(rng, n_shapes=1, varied=True)
     questions = _presence_questions(scene, rng, 1, '')
     if weights.get('shape_colour', 0) > 0:
         questions.append(('shape_colour', scene.shapes[0].colour))
     questions = [(task, label) for task, label in questions if weights.get(task, 0) > 0]
-    return Sample(render(scene, size), tuple(questions))
+    return _worded(render(scene, size), questions, rng)
+
+
+def _worded(image: np.ndarray, questions: list[tuple[str, str]],
+            rng: np.random.Generator) -> Sample:
+    """Return a sample whose questions are each worded by a random training phrasing."""
+    texts = []
+    for task, _ in questions:
+        options = phrasings(task, 'seen')
+        texts.append(options[int(rng.integers(len(options)))])
+    return Sample(image, tuple(questions), tuple(texts))
+
+
+_EXTRAS = ('shape_count', 'shape_colour', 'red_touching_edge', 'shape_in_left_half')
 
 
 def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
@@ -149,8 +165,9 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
 
     The main question's task is drawn by weight and its label uniformly, then a scene with that
     answer. Added to it: `presence_pairs` present and as many absent colours (so presence stays
-    balanced), the shape count, and the largest shape's colour where one is clearly largest.
-    A fraction `simple` of the images are one-shape scenes instead (see `_simple_sample`).
+    balanced), and the count, largest colour, red-at-the-edge and left-half questions where
+    they apply. A fraction `simple` of the images are one-shape scenes instead (see
+    `_simple_sample`). Each question is worded by a random training phrasing of its task.
     """
     names = [name for name, weight in weights.items() if weight > 0]
     p = np.array([weights[name] for name in names], dtype=np.float64)
@@ -163,26 +180,16 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
                 continue
         spec = get_task(str(task))
         label = spec.labels[int(rng.integers(len(spec.labels)))]
-        scene = sample_scene_for(spec.name, label, rng)
+        scene = sample_scene_for(spec.name, label, rng, varied=True)
         colour = spec.name[:-len('_present')] if spec.name.endswith('_present') else ''
         questions = [(spec.name, label)] + _presence_questions(scene, rng, presence_pairs, colour)
-        for extra in ('shape_count', 'shape_colour'):
+        for extra in _EXTRAS:
             truth = answer(extra, scene)
             if extra != spec.name and truth is not None and weights.get(extra, 0) > 0:
                 questions.append((extra, truth))
         size = int(sizes[int(rng.integers(len(sizes)))])
-        samples.append(Sample(render(scene, size), tuple(questions)))
+        samples.append(_worded(render(scene, size), questions, rng))
     return samples
-
-
-def balanced_samples(task: str, n: int, seed: int, size: int) -> list[Sample]:
-    """Return `n` one-question samples of a task, labels balanced, drawn from (seed, task)."""
-    spec = get_task(task)
-    rng = np.random.default_rng([int(seed), 7, zlib.crc32(task.encode('utf-8'))])
-    labels = [spec.labels[i % len(spec.labels)] for i in range(n)]
-    labels = [labels[i] for i in rng.permutation(n)]
-    return [Sample(render(sample_scene_for(task, label, rng), size), ((task, label),))
-            for label in labels]
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -204,6 +211,11 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
     """Train `model` in place on generated scenes until the step or time budget is spent."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    if config.device.startswith('cuda') and not torch.cuda.is_available():
+        raise DeviceError(f'device={config.device!r} but torch sees no CUDA device; '
+                          'train with --device cpu')
+    device = torch.device(config.device)
+    model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 1])
     batcher = QABatcher(processor)
@@ -236,7 +248,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
                                               1.0 - fraction / config.simple_until)
         batch = batcher.collate(draw_samples(rng, config.batch_size, config.task_weights,
                                              config.render_sizes, config.presence_pairs, simple))
-        loss = model(**batch).loss
+        loss = model(**{name: value.to(device) for name, value in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -254,39 +266,10 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
         bar.update(1)
         bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}', lr=f'{lr:.2e}', refresh=False)
     bar.close()
-    model.eval()
+    model.to('cpu').eval()
     return TrainResult(steps=step, seconds=time.monotonic() - start,
                        final_loss=float(np.mean(losses[-20:])) if losses else float('nan'),
                        history=history, losses=losses)
-
-
-def evaluate_folder(folder: str | Path, n_per_task: int = 150, seed: int = 1000,
-                    size: int = 96, tasks: Sequence[str] | None = None,
-                    progress_bar: bool = True) -> dict[str, Any]:
-    """
-    Measure a saved model by greedy generation through load_model and Engine.generate.
-
-    Each task gets `n_per_task` held-out scenes (labels balanced, drawn from (seed, task)),
-    rendered at `size` pixels. An answer that match_answer cannot map counts as wrong.
-    """
-    from superneuron_ros.vlm.engine import Engine
-    from superneuron_ros.vlm.loading import load_model, LoadConfig
-    engine = Engine(load_model(LoadConfig(str(folder), quantization='none')))
-    results: dict[str, Any] = {}
-    names = list(TASKS) if tasks is None else list(tasks)
-    for task in tqdm(names, disable=not progress_bar, desc='evaluate', unit='task'):
-        spec = get_task(task)
-        prompt = engine.render_prompt(spec.question)
-        correct = unmapped = 0
-        for sample in balanced_samples(task, n_per_task, seed, size):
-            index = spec.match_answer(engine.generate(sample.image, prompt))
-            unmapped += index is None
-            correct += index == spec.label_index(sample.questions[0][1])
-        results[task] = {'accuracy': round(correct / n_per_task, 4), 'n': n_per_task,
-                         'unmapped': unmapped}
-        LOG.info('%s: %.1f%% of %d correct (%d unmapped)', task, 100 * correct / n_per_task,
-                 n_per_task, unmapped)
-    return results
 
 
 def folder_bytes(folder: str | Path) -> int:
@@ -294,12 +277,64 @@ def folder_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob('*') if p.is_file())
 
 
+def _copy_model(source: str | Path, out_dir: str | Path) -> Path:
+    """Copy a trained model folder (not its report) into out_dir; return out_dir."""
+    source, out = Path(source), Path(out_dir)
+    if not (source / 'config.json').is_file() or not (source / REPORT).is_file():
+        raise DataError(f'{source} is not a folder written by train-demo (config.json and '
+                        f'{REPORT} expected)')
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        target = out / path.name
+        if path.is_file() and path.name != REPORT and path.resolve() != target.resolve():
+            shutil.copyfile(path, target)
+    return out
+
+
+def evaluation_entries(folder: str | Path, n_per_task: int, seed: int, size: int,
+                       progress_bar: bool = True, command: str = '') -> dict[str, Any]:
+    """Evaluate a saved model (see evaluate_folder); return the report's evaluation entries."""
+    results = evaluate_folder(folder, n_per_task, seed, size, progress_bar=progress_bar)
+    evaluation = {
+        'method': 'greedy generation through load_model(quantization=none) + '
+                  'Engine.generate on fresh scenes, mapped with TaskSpec.match_answer; '
+                  'unmapped = wrong; interval: 95% Wilson score',
+        'conditions': {'seen': 'training phrasings, images as in training',
+                       'unseen': 'held-out phrasings never shown in training',
+                       'shifted': 'training phrasings on images outside the training ranges '
+                                  '(scenes.SHIFTS: dim, bright, noisy in turn)'},
+        'seed': seed, 'image_size': size, 'n_per_task': n_per_task}
+    if command:
+        evaluation['command'] = command
+    return {'evaluation': evaluation,
+            'accuracy': {condition: {task: entry['accuracy']
+                                     for task, entry in results[condition].items()}
+                         for condition in CONDITIONS},
+            'per_task': results}
+
+
+def evaluate_into_report(folder: str | Path, n_per_task: int, seed: int, size: int,
+                         command: str = '', progress_bar: bool = True) -> dict[str, Any]:
+    """Evaluate a trained folder and write the entries into its training report (kept else)."""
+    path = Path(folder) / REPORT
+    if not path.is_file():
+        raise DataError(f'{path} is missing: evaluate a folder written by train-demo')
+    report = json.loads(path.read_text(encoding='utf-8'))
+    report.update(evaluation_entries(folder, n_per_task, seed, size, progress_bar, command))
+    path.write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
+    return report
+
+
 def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None = 'demo',
                num_layers: int = 2, eval_per_task: int = 150, eval_seed: int = 1000,
                eval_size: int = 96, command: str = '', progress_bar: bool = True,
-               on_saved: Callable[[Path], None] | None = None) -> dict[str, Any]:
+               on_saved: Callable[[Path], None] | None = None,
+               init: str | Path | None = None) -> dict[str, Any]:
     """
     Build, train, save (float16) and evaluate a LLaVA zoo model; return the written report.
+
+    With `init` (a folder written by train-demo), training continues from its weights instead
+    of seeded random ones (its files are copied into `out_dir` first, its report is not).
 
     `preset=None` builds a tiny LLaVA of `num_layers` decoder layers instead of a preset (for
     tests). The report goes to ``out_dir/training_report.json``; `eval_per_task=0` skips the
@@ -307,8 +342,11 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from superneuron_ros.lab.zoo import build_model_folder
-    out = build_model_folder(out_dir, 'llava', preset=preset, seed=config.seed,
-                             num_layers=num_layers)
+    if init is None:
+        out = build_model_folder(out_dir, 'llava', preset=preset, seed=config.seed,
+                                 num_layers=num_layers)
+    else:
+        out = _copy_model(init, out_dir)
     kwargs = {'local_files_only': True, 'trust_remote_code': False}
     model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32, **kwargs)
     processor = AutoProcessor.from_pretrained(out, **kwargs)
@@ -323,16 +361,11 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
         'images_seen': result.steps * config.batch_size,
         'config': {k: (list(v) if isinstance(v, tuple) else v)
                    for k, v in asdict(config).items()},
-        'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads()}
+        'weights_dtype': 'float16', 'torch_threads': torch.get_num_threads(),
+        'init': None if init is None else str(init)}
     if eval_per_task > 0:
-        accuracy = evaluate_folder(out, eval_per_task, eval_seed, eval_size,
-                                   progress_bar=progress_bar)
-        report['evaluation'] = {
-            'method': 'greedy generation through load_model(quantization=none) + '
-                      'Engine.generate, mapped with TaskSpec.match_answer; unmapped = wrong',
-            'seed': eval_seed, 'image_size': eval_size, 'n_per_task': eval_per_task}
-        report['accuracy'] = {task: entry['accuracy'] for task, entry in accuracy.items()}
-        report['per_task'] = accuracy
+        report.update(evaluation_entries(out, eval_per_task, eval_seed, eval_size,
+                                         progress_bar))
     report['loss_curve'] = result.loss_curve()
     report['checks'] = [{'step': r['step'], 'first_token_accuracy': r['check']}
                         for r in result.history if 'check' in r]

@@ -31,10 +31,24 @@ IGNORE = -100  # label of positions without loss
 
 @dataclass(frozen=True)
 class Sample:
-    """One image and the (task, true label) questions asked about it."""
+    """
+    One image and the (task, true label) questions asked about it.
+
+    `wordings` gives each question's text, in order; empty: every task's canonical question.
+    """
 
     image: np.ndarray  # (H, W, 3) uint8
     questions: tuple[tuple[str, str], ...]
+    wordings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Check that the wordings, when given, match the questions one to one."""
+        if self.wordings and len(self.wordings) != len(self.questions):
+            raise DataError(f'{len(self.wordings)} wordings for {len(self.questions)} questions')
+
+    def texts(self) -> tuple[str, ...]:
+        """Return the text of each question: its wording, or the task's canonical question."""
+        return self.wordings or tuple(get_task(task).question for task, _ in self.questions)
 
 
 class QABatcher:
@@ -88,8 +102,8 @@ class QABatcher:
 
     def _row(self, sample: Sample) -> tuple[list[int], list[int], list[int]]:
         """Return a row's ids, targets and segment numbers (0: the shared image prefix)."""
-        segments = [(self.tail_ids(get_task(task).question), self.answer_ids(label))
-                    for task, label in sample.questions]
+        segments = [(self.tail_ids(text), self.answer_ids(label))
+                    for (_, label), text in zip(sample.questions, sample.texts())]
         ids, targets, segs = list(self.prefix), [IGNORE] * len(self.prefix), [0] * len(self.prefix)
         for number, (tail, answer_ids) in enumerate(segments, start=1):
             ids += tail + answer_ids
@@ -144,12 +158,13 @@ def first_token_accuracy(model: torch.nn.Module, batcher: QABatcher,
     """Return per-task accuracy of the greedy first answer token (a fast in-training check)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         batch = batcher.collate(chunk)
         targets = batch.pop('labels')  # [B, T]
-        logits = model(**batch).logits  # [B, T, V]
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.cpu()  # [B, T, V]
         answers = (targets != IGNORE) & (targets.roll(1, dims=1) == IGNORE)  # [B, T] first tokens
         for row, sample in enumerate(chunk):
             for (task, _), pos in zip(sample.questions, answers[row].nonzero()[:, 0].tolist()):

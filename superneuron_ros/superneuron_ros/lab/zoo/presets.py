@@ -106,14 +106,14 @@ def _smolvlm_256m(ids: dict[str, Any]) -> dict[str, Any]:
 
 
 def _demo(ids: dict[str, Any]) -> dict[str, Any]:
-    """Return the demo LLaVA: 64 px images, 64 image tokens, 6 decoder layers of width 192."""
+    """Return the demo LLaVA: 96 px images, 64 image tokens, 12 decoder layers of width 160."""
     return {'vision_config': {'model_type': 'clip_vision_model', 'hidden_size': 128,
                               'intermediate_size': 256, 'num_hidden_layers': 4,
-                              'num_attention_heads': 2, 'patch_size': 8, 'image_size': 64,
+                              'num_attention_heads': 2, 'patch_size': 12, 'image_size': 96,
                               'projection_dim': 128, 'hidden_act': 'quick_gelu'},
-            'text_config': {'model_type': 'llama', 'hidden_size': 192,
-                            'intermediate_size': 512, 'num_hidden_layers': 6,
-                            'num_attention_heads': 3, 'num_key_value_heads': 3,
+            'text_config': {'model_type': 'llama', 'hidden_size': 160,
+                            'intermediate_size': 448, 'num_hidden_layers': 12,
+                            'num_attention_heads': 4, 'num_key_value_heads': 4,
                             'vocab_size': ids['vocab_size'], 'max_position_embeddings': 1024,
                             'bos_token_id': ids['bos_token_id'],
                             'eos_token_id': ids['eos_token_id'],
@@ -132,8 +132,9 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     Preset('smolvlm-256m', 'smolvlm', _smolvlm_256m, 2048,
            'SmolVLM-256M shapes: 0.26 B parameters, ~0.5 GB in float16; longest side resized '
            'to 2048 px, 512 px tiles of 64 tokens, as released'),
-    Preset('demo', 'llava', _demo, 64,
-           'small LLaVA to train for the demo: 64 px images, 6 layers, ~8 MB in float16'),
+    Preset('demo', 'llava', _demo, 96,
+           'small LLaVA to train for the demo: 96 px images (64 tokens), 12 layers, '
+           '~10 MB in float16'),
 )}
 
 
