@@ -106,14 +106,18 @@ def _smolvlm_256m(ids: dict[str, Any]) -> dict[str, Any]:
 
 
 def _demo(ids: dict[str, Any]) -> dict[str, Any]:
-    """Return the demo LLaVA: 96 px images, 64 image tokens, 12 decoder layers of width 160."""
+    """
+    Return the demo LLaVA: 96 px images, 64 image tokens, 12 decoder layers of width 192.
+
+    Every linear size is a multiple of 64, so bitsandbytes 4-bit layers run on CPU too.
+    """
     return {'vision_config': {'model_type': 'clip_vision_model', 'hidden_size': 128,
                               'intermediate_size': 256, 'num_hidden_layers': 4,
                               'num_attention_heads': 2, 'patch_size': 12, 'image_size': 96,
                               'projection_dim': 128, 'hidden_act': 'quick_gelu'},
-            'text_config': {'model_type': 'llama', 'hidden_size': 160,
-                            'intermediate_size': 448, 'num_hidden_layers': 12,
-                            'num_attention_heads': 4, 'num_key_value_heads': 4,
+            'text_config': {'model_type': 'llama', 'hidden_size': 192,
+                            'intermediate_size': 512, 'num_hidden_layers': 12,
+                            'num_attention_heads': 3, 'num_key_value_heads': 3,
                             'vocab_size': ids['vocab_size'], 'max_position_embeddings': 1024,
                             'bos_token_id': ids['bos_token_id'],
                             'eos_token_id': ids['eos_token_id'],
