@@ -22,6 +22,7 @@ accuracy their reports give, and calibrating the shipped model again on fresh sc
 neurons for red presence at 0.9 or better.
 """
 
+import math
 from pathlib import Path
 
 import cv2
@@ -74,18 +75,21 @@ def test_shipped_profiles_answer_fresh_scenes(runtime, task):
     """
     On 60 fresh balanced scenes, the answers beat chance and agree with the reported accuracy.
 
-    Two-sided 99% Wilson bounds (z = 2.58): the lower one must exceed chance (one over the
-    number of labels), the upper one must reach the cross-validated accuracy of the report.
+    The lower 99% Wilson bound (z = 2.58) must exceed chance (one over the number of labels), and
+    so few hits must not be too unlikely (binomial tail >= 0.005) if the cross-validated accuracy
+    of the report were the true one.
     """
     rng = np.random.default_rng(12345)
     labels = scenes.TASKS[task].labels
     truth = [labels[i % len(labels)] for i in range(60)]
     hits = sum(runtime.answer(_fresh_scene(task, label, rng), [task]).predictions[0].label ==
                label for label in truth)
-    low, high = _wilson(hits, len(truth), 2.58)
+    low, _ = _wilson(hits, len(truth), 2.58)
     assert low > 1.0 / len(labels), f'{hits}/{len(truth)} is not better than chance'
-    assert high >= runtime.tasks[task].calibration_accuracy, \
-        f'{hits}/{len(truth)} falls short of the reported accuracy'
+    p = runtime.tasks[task].calibration_accuracy
+    n = len(truth)
+    tail = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(hits + 1))
+    assert tail >= 0.005, f'{hits}/{n} falls short of the reported accuracy {p:.3f}'
 
 
 def test_calibration_on_the_shipped_model_finds_red_presence_at_090(tmp_path):
