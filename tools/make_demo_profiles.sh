@@ -26,6 +26,8 @@ tasks=${DEMO_TASKS:-red_present,blue_present,shape_colour,shape_count,red_left_o
 n=${DEMO_N:-600}
 # DEMO_BASELINE=0 skips the full model's own answer in each report (`superneuron eval` gives it
 # on fresh scenes); the shipped profiles were made so on a busy 2-core machine.
+# DEMO_CEILING=0 skips the ceiling rows (the linear readout over all 704 scalars of a layer):
+# on a busy shared CPU they take most of the search time.
 baseline=()
 [[ "${DEMO_BASELINE:-1}" == 0 ]] && baseline=(--no-baseline)
 # DEMO_SIZE: image side (64 for the shipped 64 px model; 96 for a model of the current 'demo'
@@ -33,6 +35,7 @@ baseline=()
 size=${DEMO_SIZE:-64}
 varied=()
 [[ "${DEMO_VARIED:-0}" == 1 ]] && varied=(--varied)
+[[ "${DEMO_CEILING:-1}" == 0 ]] && baseline+=(--no-ceiling)
 scenes_dir=$(mktemp -d)
 trap 'rm -rf "$scenes_dir"' EXIT
 
