@@ -15,11 +15,13 @@
 """Runtime: per-call depth, one pass per image, the anytime exit, counted in layer calls."""
 
 import dataclasses
+import json
 from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
-from superneuron_ros.errors import UnknownTaskError
+from superneuron_ros.errors import ProfileError, UnknownTaskError
 from superneuron_ros.lab import scenes
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.zoo import build_model_folder
@@ -202,3 +204,17 @@ def test_task_info_and_errors(runtime):
         runtime.answer(_image(), [])
     result = runtime.answer(_image(), list(runtime.tasks))
     assert result.times.classify_ms > 0 and result.times.decoder_ms > 0
+
+
+def test_a_prompt_without_the_image_placeholder_is_refused_at_load(tmp_path):
+    """A profile whose prompt lost the model's image token fails the load, naming it."""
+    data = Path(__file__).resolve().parents[1] / 'superneuron_ros' / 'data'
+    profile = shutil.copytree(data / 'demo_profiles' / 'blue_present', tmp_path / 'blue_present')
+    meta = json.loads((profile / 'profile.json').read_text(encoding='utf-8'))
+    assert '<image>' in meta['prompt']
+    config = LoadConfig(str(data / 'demo_model'), 'nf4', 'cpu')
+    Runtime.load(config, [profile]).close()  # as shipped: loads
+    meta['prompt'] = meta['prompt'].replace('<image>', '')
+    (profile / 'profile.json').write_text(json.dumps(meta), encoding='utf-8')
+    with pytest.raises(ProfileError, match="image placeholder '<image>'"):
+        Runtime.load(config, [profile])

@@ -69,6 +69,20 @@ class RuntimeResult:
 PLAN_CACHE_SIZE = 64  # task lists whose read plans are kept
 
 
+def _check_prompt(profile: Profile, processor: object) -> None:
+    """
+    Refuse a profile whose prompt lacks the processor's image placeholder (ProfileError).
+
+    Without it the image never reaches the decoder, and every answer would fail later.
+    """
+    placeholder = getattr(processor, 'image_token', None)
+    if isinstance(placeholder, str) and placeholder and placeholder not in profile.prompt:
+        raise ProfileError(f'profile {profile.name!r}: its prompt {profile.prompt!r} lacks the '
+                           f"model's image placeholder {placeholder!r}, so the image would never "
+                           'reach the model; recalibrate with `superneuron calibrate` (it renders '
+                           'the prompt through the chat template)')
+
+
 def _check_profile(profile: Profile, fingerprint: ModelFingerprint,
                    load_config: LoadConfig) -> list[str]:
     """
@@ -155,6 +169,7 @@ class Runtime:
                                                         load_config.quantization, layer,
                                                         load_config.quantized_modules)
                 warnings += _check_profile(profile, by_layer[layer], load_config)
+                _check_prompt(profile, loaded.processor)
             selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
             if not selftest.ok:
                 if not load_config.accept_failed_selftest:
