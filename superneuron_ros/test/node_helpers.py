@@ -287,10 +287,13 @@ def fastdds_files_of(pid: int) -> set[str]:
     files are found through /proc/<pid>; each file's lock (``_el``, ``_sl``) and port mutex
     (``sem.<name>_mutex``) companions are included.
     """
-    names = {name for name in _shm_names(pid) if name.startswith('fastdds_')}
+    # Fast DDS 3 (Kilted) names them fastdds_*, Fast DDS 2 (Jazzy) fastrtps_*.
+    prefixes = ('fastdds_', 'fastrtps_')
+    names = {name for name in _shm_names(pid) if name.startswith(prefixes)}
     stems = {name.removesuffix('_el').removesuffix('_sl') for name in names}
+    ports = tuple(f'{prefix}port' for prefix in prefixes)
     return names | {f'{stem}{suffix}' for stem in stems for suffix in ('', '_el', '_sl')} | {
-        f'sem.{stem}_mutex' for stem in stems if stem.startswith('fastdds_port')}
+        f'sem.{stem}_mutex' for stem in stems if stem.startswith(ports)}
 
 
 def files_in_use() -> set[str]:

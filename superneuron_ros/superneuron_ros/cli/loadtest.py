@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from superneuron_ros.jsonio import write_json
     from superneuron_ros.lab.loadtest.processes import use_large_shm
     from superneuron_ros.lab.loadtest.scenarios import SCENARIOS
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix='superneuron_loadtest_'))
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix='superneuron_loadtest_')).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.shm_segment_mb > 0:
         use_large_shm(work, args.shm_segment_mb)

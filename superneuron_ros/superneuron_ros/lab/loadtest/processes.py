@@ -92,8 +92,10 @@ class Process:
         """Start `command`, writing stdout and stderr to `log`."""
         self.log_path = log
         self._log = open(log, 'wb')
+        # Run beside the log, outside any checkout: in the repository root the ROS package folder
+        # `superneuron_ros/` would shadow the Python package of the same name (as in the demo).
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=ros_environment())
+                                        env=ros_environment(), cwd=log.parent)
 
     @property
     def pid(self) -> int:
