@@ -288,12 +288,14 @@ def fastdds_files_of(pid: int) -> set[str]:
     (``sem.<name>_mutex``) companions are included.
     """
     # Fast DDS 3 (Kilted) names them fastdds_*, Fast DDS 2 (Jazzy) fastrtps_*.
+    # The port files (fastdds_port<N>, sem.fastdds_port<N>_mutex) belong to the port, which every
+    # participant of the domain shares, not to the node: only its own segments are counted.
     prefixes = ('fastdds_', 'fastrtps_')
-    names = {name for name in _shm_names(pid) if name.startswith(prefixes)}
-    stems = {name.removesuffix('_el').removesuffix('_sl') for name in names}
     ports = tuple(f'{prefix}port' for prefix in prefixes)
-    return names | {f'{stem}{suffix}' for stem in stems for suffix in ('', '_el', '_sl')} | {
-        f'sem.{stem}_mutex' for stem in stems if stem.startswith(ports)}
+    names = {name for name in _shm_names(pid)
+             if name.startswith(prefixes) and not name.startswith(ports)}
+    stems = {name.removesuffix('_el').removesuffix('_sl') for name in names}
+    return names | {f'{stem}{suffix}' for stem in stems for suffix in ('', '_el', '_sl')}
 
 
 def files_in_use() -> set[str]:
