@@ -64,7 +64,7 @@ setup:
 demo: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron demo $(ARGS)
 
-# Rebuild the embedded demo's shipped artefacts: the model (about 30 minutes on 2 CPU cores), then
+# Rebuild the embedded demo's shipped artefacts: the model (85 minutes of training on this CPU), then
 # its profiles (a few minutes). `make demo` uses what is committed; these only reproduce it.
 demo-model: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron train-demo \
