@@ -24,6 +24,7 @@ from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
 from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, evaluate_into_report,
+                                       grow_decoder, shrink_decoder,
                                        REPORT, train_demo, TrainConfig)
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
@@ -142,12 +143,38 @@ def test_training_reduces_loss_and_saves_a_loadable_model(trained: tuple[Path, d
         assert entry['wilson95'][0] <= entry['accuracy'] <= entry['wilson95'][1]
 
 
+def test_growing_the_decoder_keeps_what_it_computes(trained: tuple[Path, dict]) -> None:
+    """
+    Half-depth training, then growth: the grown model computes what the shallow one did.
+
+    The fixture trained 8 of its 16 steps on layer 0 alone (grow_at 0.5), then both layers.
+    """
+    from transformers import AutoModelForImageTextToText
+    folder, report = trained
+    assert report['grown'] == [{'step': 8, 'grown_to_layers': 2,
+                                'seconds': report['grown'][0]['seconds']}]
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    layers = model.model.language_model.layers
+    assert len(layers) == 2
+    full = shrink_decoder(model)
+    assert len(model.model.language_model.layers) == 1 and len(full) == 2
+    ids = torch.tensor([[1, 7, 9, 11, 13]])
+    shallow = model(input_ids=ids, use_cache=False).logits
+    grow_decoder(model, full)
+    assert model.model.language_model.layers is full
+    assert torch.equal(full[1].self_attn.q_proj.weight, full[0].self_attn.q_proj.weight)
+    assert not full[1].mlp.down_proj.weight.any() and not full[1].self_attn.o_proj.weight.any()
+    assert torch.allclose(model(input_ids=ids, use_cache=False).logits, shallow, atol=1e-6)
+    with pytest.raises(DataError, match='grow_at'):
+        TrainConfig(grow_at=1.0)
+
+
 def test_training_continues_from_a_trained_folder(trained: tuple[Path, dict],
                                                   tmp_path: Path) -> None:
     """--init starts from the trained weights: the first loss is the trained model's level."""
     folder, first = trained
     config = TrainConfig(seed=4, minutes=None, steps=2, batch_size=4, lr=1e-4, warmup_steps=1,
-                         threads=None, render_sizes=(TINY_SIZE,), check_every=0)
+                         threads=None, render_sizes=(TINY_SIZE,), check_every=0, grow_at=0.0)
     report = train_demo(tmp_path / 'more', config, preset=None, eval_per_task=0, init=folder,
                         progress_bar=False)
     assert report['init'] == str(folder) and report['steps'] == 2
@@ -185,6 +212,8 @@ def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
     args = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--steps', '5',
                                       '--lr', '0.002', '--batch-size', '8', '--device', 'cuda'])
     assert args.device == 'cuda' and '--device cuda' in command_line(args)
+    grown = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--grow-at', '0'])
+    assert '--grow-at 0' in command_line(grown)
     assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 85.0)
     again = build_parser().parse_args(command_line(args).split()[1:])
     assert vars(again) == vars(args)

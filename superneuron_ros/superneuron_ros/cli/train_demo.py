@@ -58,6 +58,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--init', type=Path, default=None, metavar='DIR',
                         help='continue training from the model in DIR (written by train-demo) '
                              'instead of seeded random weights')
+    parser.add_argument('--grow-at', type=float, default=None, metavar='FRACTION',
+                        help='train the even-numbered decoder layers only for this fraction of '
+                             'the budget, then grow to full depth, each new layer starting as '
+                             'a copy of the one before with zero output projections (default: '
+                             '0.5; 0 with --init; 0: full depth from the start)')
     parser.add_argument('--device', default='cpu',
                         help='where to train: cpu, cuda or cuda:N (default: cpu); the '
                              'evaluation loads the saved model as load_model does (auto)')
@@ -84,6 +89,8 @@ def command_line(args: argparse.Namespace) -> str:
              '--check-every', str(args.check_every), '--device', args.device]
     if args.steps is not None:
         words += ['--steps', str(args.steps)]
+    if args.grow_at is not None:
+        words += ['--grow-at', f'{args.grow_at:g}']
     if args.init is not None:
         words += ['--init', str(args.init)]
     if args.eval_only:  # the training options do not apply
@@ -91,6 +98,13 @@ def command_line(args: argparse.Namespace) -> str:
                  '--threads', str(args.threads), '--eval-per-task', str(args.eval_per_task),
                  '--eval-seed', str(args.eval_seed)]
     return ' '.join(shlex.quote(word) for word in words)
+
+
+def _grow_at(args: argparse.Namespace) -> float:
+    """Return the growing point: as given, else 0.5 from random weights and 0 with --init."""
+    if args.grow_at is not None:
+        return args.grow_at
+    return 0.0 if args.init is not None else 0.5
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
-                         check_every=args.check_every, device=args.device)
+                         check_every=args.check_every, device=args.device,
+                         grow_at=_grow_at(args))
     report = train_demo(args.out, config, eval_per_task=args.eval_per_task,
                         eval_seed=args.eval_seed, command=command_line(args), init=args.init)
     print(f'trained {report["steps"]} steps in {report["minutes"]:.1f} min, final loss '

@@ -74,6 +74,7 @@ class TrainConfig:
     simple_fraction: float = 0.5  # share of one-shape scenes at the start (a curriculum) ...
     simple_until: float = 0.6  # ... falling linearly until this fraction of the budget ...
     simple_floor: float = 0.2  # ... to this share of simple_fraction, kept to the end
+    grow_at: float = 0.5  # fraction of the budget trained at half depth (see grow_decoder); 0: none
 
     def __post_init__(self) -> None:
         """Check the fields; raise DataError naming the offending one."""
@@ -94,6 +95,8 @@ class TrainConfig:
             raise DataError(f'simple_fraction={self.simple_fraction} and simple_floor='
                             f'{self.simple_floor} must lie in [0, 1], simple_until='
                             f'{self.simple_until} must be > 0')
+        if not 0 <= self.grow_at < 1:
+            raise DataError(f'grow_at={self.grow_at} must lie in [0, 1)')
         if self.device != 'cpu' and not self.device.startswith('cuda'):
             raise DataError(f"device={self.device!r} must be 'cpu', 'cuda' or 'cuda:N'")
         if self.threads is not None and self.threads < 1:
@@ -206,9 +209,50 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     return config.lr * warmup * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
 
+def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the LLaVA model's language model (the module that holds ``layers``)."""
+    return model.model.language_model
+
+
+def shrink_decoder(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """
+    Keep only the even-numbered decoder layers in the forward pass; return the full list.
+
+    The odd layers stay in the model's parameters (untouched: no gradient reaches them) until
+    :func:`grow_decoder` puts them back.
+    """
+    decoder = _decoder(model)
+    full = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(full)[0::2])
+    return full
+
+
+@torch.no_grad()
+def grow_decoder(model: torch.nn.Module, full: torch.nn.ModuleList) -> None:
+    """
+    Put every layer of `full` back, each odd layer a copy of the trained layer before it.
+
+    The copies start with zero attention and MLP output projections, so each adds nothing to
+    the residual stream: the grown model computes exactly what the half-depth one did, and the
+    new layers learn from there (progressive stacking). Gradients reach the zeroed projections
+    at once (their inputs are not zero), then the rest of each new layer.
+    """
+    for index in range(1, len(full), 2):
+        full[index].load_state_dict(full[index - 1].state_dict())
+        full[index].self_attn.o_proj.weight.zero_()
+        full[index].mlp.down_proj.weight.zero_()
+    _decoder(model).layers = full
+
+
 def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
                 progress_bar: bool = True) -> TrainResult:
-    """Train `model` in place on generated scenes until the step or time budget is spent."""
+    """
+    Train `model` in place on generated scenes until the step or time budget is spent.
+
+    With ``grow_at`` > 0 the first part of the budget trains the even-numbered decoder layers
+    only (half the depth, about half the cost of a step), then the model grows to its full depth
+    (:func:`grow_decoder`) and trains on.
+    """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.device.startswith('cuda') and not torch.cuda.is_available():
@@ -231,6 +275,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
     history: list[dict[str, Any]] = []
     losses: list[float] = []
     model.train()
+    full = shrink_decoder(model) if config.grow_at > 0 else None
     start = time.monotonic()
     bar = tqdm(total=config.steps, disable=not progress_bar, mininterval=5.0, unit='step',
                desc='train-demo')
@@ -239,6 +284,12 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
         elapsed = time.monotonic() - start
         fraction = max(0.0 if config.steps is None else step / config.steps,
                        0.0 if budget is None else elapsed / budget)
+        if full is not None and fraction >= config.grow_at:
+            grow_decoder(model, full)
+            full = None
+            history.append({'step': step, 'grown_to_layers': len(_decoder(model).layers),
+                            'seconds': round(elapsed, 1)})
+            LOG.info('step %d: decoder grown to %d layers', step, len(_decoder(model).layers))
         if fraction >= 1.0:
             break
         lr = learning_rate(config, step, fraction)
@@ -248,7 +299,8 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
                                               1.0 - fraction / config.simple_until)
         batch = batcher.collate(draw_samples(rng, config.batch_size, config.task_weights,
                                              config.render_sizes, config.presence_pairs, simple))
-        loss = model(**{name: value.to(device) for name, value in batch.items()}).loss
+        loss = model(**{name: value.to(device) for name, value in batch.items()},
+                     use_cache=False).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -266,6 +318,8 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
         bar.update(1)
         bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}', lr=f'{lr:.2e}', refresh=False)
     bar.close()
+    if full is not None:  # the budget ended before the growing point: save the full depth
+        grow_decoder(model, full)
     model.to('cpu').eval()
     return TrainResult(steps=step, seconds=time.monotonic() - start,
                        final_loss=float(np.mean(losses[-20:])) if losses else float('nan'),
@@ -369,6 +423,7 @@ def train_demo(out_dir: str | Path, config: TrainConfig, *, preset: str | None =
     report['loss_curve'] = result.loss_curve()
     report['checks'] = [{'step': r['step'], 'first_token_accuracy': r['check']}
                         for r in result.history if 'check' in r]
+    report['grown'] = [r for r in result.history if 'grown_to_layers' in r]
     report['size_bytes'] = folder_bytes(out)  # before the report is written
     (out / REPORT).write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
     return report
