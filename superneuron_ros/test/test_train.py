@@ -24,8 +24,8 @@ from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
 from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, evaluate_into_report,
-                                       grow_decoder, shrink_decoder,
-                                       REPORT, train_demo, TrainConfig)
+                                       grow_decoder, REPORT, shrink_decoder, train_demo,
+                                       TrainConfig)
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
                                             wilson_interval)

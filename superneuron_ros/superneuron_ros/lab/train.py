@@ -74,7 +74,7 @@ class TrainConfig:
     simple_fraction: float = 0.5  # share of one-shape scenes at the start (a curriculum) ...
     simple_until: float = 0.6  # ... falling linearly until this fraction of the budget ...
     simple_floor: float = 0.2  # ... to this share of simple_fraction, kept to the end
-    grow_at: float = 0.5  # fraction of the budget trained at half depth (see grow_decoder); 0: none
+    grow_at: float = 0.5  # share of the budget trained at half depth (grow_decoder); 0: none
 
     def __post_init__(self) -> None:
         """Check the fields; raise DataError naming the offending one."""
