@@ -17,7 +17,8 @@
 
 One node (a tiny nf4 LLaVA loaded to layer 0, one camera) serves the record, refusal and
 profile tests; a second one, never configured (recording a request image needs no model), is
-stopped with SIGINT while records are being written.
+stopped with SIGINT while records are being written. A third, in this process, loads to
+max_exit_layer with no profile and takes a taught one (the API ~/teach uses).
 """
 
 import json
@@ -31,14 +32,19 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from superneuron_interfaces.srv import Ask, ListTasks, Record
+from superneuron_ros.errors import ProfileError
 from superneuron_ros.lab import scenes
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import load_labelled_set, TaskSpec
 from superneuron_ros.node.image_conversion import rgb_to_image
+from superneuron_ros.node.superneuron_node import SuperneuronNode
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig
 
@@ -273,3 +279,37 @@ def test_sigint_during_records_leaves_every_file_complete(setup, client):
     examples = load_labelled_set(folder / f'{TASK}.jsonl',
                                  TaskSpec.from_yaml(folder / 'tasks' / f'{TASK}.yaml'))
     assert len(examples) == len(lines)
+
+
+def test_max_exit_layer_node_takes_a_taught_profile(setup, rclpy_context):
+    """max_exit_layer 2, no profiles: configure loads 3 layers; add_taught_profile adds one."""
+    first, _, third = setup['names']
+    at = setup['at']
+    node = SuperneuronNode('sn_taught', context=rclpy_context, namespace='/sn_taught',
+                           parameter_overrides=[
+                               Parameter('autostart', value=False),
+                               Parameter('model_path', value=str(setup['model'])),
+                               Parameter('device', value='cpu'),
+                               Parameter('max_exit_layer', value=2),
+                               Parameter('data_dir', value=str(setup['data']))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.model.run(lambda runtime: runtime.loaded_depth) == 3
+        assert node.model.tasks == {} and node.model.report.exit_layer == 2
+        fingerprint = node.model.run(lambda runtime: runtime.model_fingerprint(2))
+        assert fingerprint == Profile.load(at[2][third]).fingerprint
+        node.add_taught_profile(at[2][third])
+        assert list(node.model.tasks) == [third] and node.model.report.tasks == (third,)
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        node.add_taught_profile(at[2][third])  # named already: nothing changes
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        with pytest.raises(ProfileError, match='defined twice'):
+            node.add_taught_profile(at[0][third])
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        result = node.model.answer(_rgb(3), [third])
+        assert result.predictions[0].exit_layer == 2
+        node.add_taught_profile(at[0][first])
+        assert list(node.model.tasks) == [third, first]
+    finally:
+        node.release()
+        node.destroy_node()
