@@ -36,6 +36,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from superneuron_interfaces.msg import Answer
 from superneuron_interfaces.srv import Ask, ListTasks, Record
 from superneuron_ros.errors import ProfileError
 from superneuron_ros.lab import scenes
@@ -186,10 +187,14 @@ def test_record_from_the_camera(node, client, setup):
     assert 'question' not in task_file  # none given: calibrate would ask for it, not guess
 
 
-def _set_profiles(client, paths: list[str]):
-    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=paths)
+def _set_strings(client, name: str, values: list[str]):
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=values)
     return client.call(SetParameters, f'{NODE}/set_parameters', SetParameters.Request(
-        parameters=[ParameterMsg(name='profiles', value=value)])).results[0]
+        parameters=[ParameterMsg(name=name, value=value)])).results[0]
+
+
+def _set_profiles(client, paths: list[str]):
+    return _set_strings(client, 'profiles', paths)
 
 
 def _tasks(client) -> list[str]:
@@ -198,7 +203,7 @@ def _tasks(client) -> list[str]:
 
 
 def test_profiles_parameter_adds_and_removes_tasks(node, client, setup):
-    """A profile added at run time is listed and answered; removed, it is gone."""
+    """A profile added at run time is listed, answered and made standing; removed, it is gone."""
     first, second, third = setup['names']
     at = setup['at']
     assert _tasks(client) == [first]
@@ -207,6 +212,20 @@ def test_profiles_parameter_adds_and_removes_tasks(node, client, setup):
     assert _tasks(client) == [first, second]
     answer = client.call(Ask, f'{NODE}/ask', Ask.Request(tasks=[second], image=_msg(_rgb(5))))
     assert answer.success and answer.answers[0].exit_layer == 0, answer.error
+    answers = client.collect(Answer, f'{NODE}/answers/{second}')
+    standing = [f'{first}@front:2.0', f'{second}@front:5.0']
+    assert _set_strings(client, 'standing_tasks', standing).successful  # a standing task now
+    publisher = client.camera(Image, TOPIC)
+
+    def answered():
+        publisher.publish(_msg(_rgb(8), 8))
+        time.sleep(0.1)
+        return answers
+
+    assert wait_until(answered, what=f'a standing answer of {second}')[0].task == second
+    refused = _set_profiles(client, [at[0][first]])
+    assert not refused.successful and f'{second}@front:5' in refused.reason
+    assert _set_strings(client, 'standing_tasks', standing[:1]).successful
     result = _set_profiles(client, [at[0][first]])
     assert result.successful, result.reason
     assert _tasks(client) == [first]
