@@ -311,7 +311,9 @@ class Runtime:
                             **classifiers}
         self.tasks = {**{n: t for n, t in self.tasks.items() if n not in gone},
                       **{t.name: t for t in added}}
-        self.warnings = tuple(self.warnings) + change.warnings
+        removed = tuple(f'profile {name!r} ' for name in gone)  # _check_profile's warnings
+        self.warnings = tuple(w for w in self.warnings
+                              if not w.startswith(removed)) + change.warnings
         self._plans = {}
         for warning in change.warnings:
             LOG.warning('%s', warning)
