@@ -130,6 +130,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              f'(default: {defaults.prompt_template!r})')
     run_group = parser.add_argument_group('model and run')
     add_model_arguments(run_group, defaults.quantization)
+    run_group.add_argument('--vision-side', type=int_list, default=None, metavar='S[,S]',
+                           help='bound the resize of a variable-resolution processor (Qwen2/2.5/'
+                                '3-VL: a budget of S x S pixels; SmolVLM: the longest edge, in '
+                                'whole tiles); the profile records the size and the runtime sets '
+                                'it again at load. Fixed-input families (LLaVA) refuse it '
+                                "(default: the processor's own size)")
     run_group.add_argument('--batch-size', type=int, default=defaults.batch_size, metavar='B',
                            help=f'images per forward pass (default: {defaults.batch_size})')
     run_group.add_argument('--seed', type=int, default=defaults.seed,
@@ -153,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, metric=args.metric, prompt_template=args.prompt_template,
         quantization=args.quantization, device=args.device, dtype=args.dtype, seed=args.seed,
         quantize_modules=args.quantize_modules,
+        vision_side=None if args.vision_side is None else args.vision_side[0],
         batch_size=args.batch_size, baseline=not args.no_baseline,
         progress=not args.no_progress)
     task = TaskSpec.from_yaml(args.task)

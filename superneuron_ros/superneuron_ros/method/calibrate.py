@@ -56,6 +56,7 @@ from superneuron_ros.vlm.families import family_for
 from superneuron_ros.vlm.fingerprint import model_fingerprint
 from superneuron_ros.vlm.loading import (check_model_folder, load_model, LoadConfig, read_config,
                                          release_memory)
+from superneuron_ros.vlm.vision_side import apply_vision_side
 import torch
 from tqdm import tqdm
 
@@ -97,6 +98,7 @@ class CalibrationOptions:
     device: str = 'auto'
     dtype: str = 'auto'
     quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
+    vision_side: int | None = None  # bound of the processor's resize (Qwen, SmolVLM); None: as is
     seed: int = 0
     batch_size: int = 8
     baseline: bool = True  # also score the full model's own (restricted) answer: loads it all
@@ -143,6 +145,8 @@ class CalibrationOptions:
                                    f'{{question}} and {{options}}, got {self.prompt_template!r}')
         _int_field('seed', self.seed, 0)
         _int_field('batch_size', self.batch_size, 1)
+        if self.vision_side is not None:
+            _int_field('vision_side', self.vision_side, 1)
         try:
             LoadConfig('.', quantization=self.quantization, device=self.device, dtype=self.dtype,
                        quantize_modules=self.quantize_modules)
@@ -320,6 +324,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         if wrong:
             raise DataError(f'test examples of task(s) {wrong} were given for {task.name!r}')
     engine = Engine(load_model(options.load_config(folder, deepest)))
+    image_size = None if options.vision_side is None else apply_vision_side(
+        engine.family, engine.processor.image_processor, options.vision_side)
     prompt = engine.render_prompt(render_question(task, options.prompt_template))
     LOG.info('calibrating %s on %d examples, layers 0..%d, sites %s, %d x %d-fold CV', task.name,
              len(examples), deepest, list(options.sites), options.repeats, options.folds)
@@ -349,7 +355,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         'exit_mode': 'auto' if fixed is None else 'fixed', 'best_layer': sel.best_layer,
         'selection_by_layer': [entry['selection'] for entry in sel.per_layer]}
     profile = Profile(task=task, prompt=prompt, exit_layer=search.exit_layer,
-                      readouts=search.readouts, fingerprint=fingerprint, metrics=metrics)
+                      readouts=search.readouts, fingerprint=fingerprint, metrics=metrics,
+                      image_size=image_size)
     test = None if not test_examples else score_test(
         profile, store, np.arange(n, len(everything)),
         np.array([ex.label_index for ex in test_examples]))
@@ -358,11 +365,12 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
     if options.baseline:
         try:
             baseline = restricted_baseline(options.load_config(folder, None), task, prompt,
-                                           examples, options.batch_size, options.progress)
+                                           examples, options.batch_size, options.progress,
+                                           options.vision_side)
             if test is not None:
                 test['baseline'] = restricted_baseline(
                     options.load_config(folder, None), task, prompt, test_examples,
-                    options.batch_size, options.progress)
+                    options.batch_size, options.progress, options.vision_side)
         except DataError as exc:  # labels the first token cannot tell apart
             LOG.warning('baseline skipped: %s', exc)
             skipped = str(exc)
@@ -371,6 +379,7 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
     report['timing_s'] = {'capture': captured - started, 'search': fitted - captured,
                           'total': time.perf_counter() - started}
     report['activation_bytes'] = nbytes
+    report['image_size'] = None if image_size is None else list(image_size)
     report['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if baseline is not None:
         profile = dataclasses.replace(profile, metrics={

@@ -33,6 +33,7 @@ from superneuron_ros.errors import ProfileError, ProfileMismatchError, Quantizat
 from superneuron_ros.errors import UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
+from superneuron_ros.method.resolutions import apply_profile_image_size
 from superneuron_ros.runtime.plan import AnytimeExit, CallPlan
 from superneuron_ros.vlm.engine import Engine, StageTimes
 from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
@@ -160,6 +161,7 @@ class Runtime:
         loaded = load_model(with_exit_layer(load_config, deepest))
         warnings: list[str] = []
         try:
+            apply_profile_image_size(loaded, profiles)  # the resolution they were calibrated at
             folder = Path(load_config.model_path).expanduser()
             by_layer = {}
             for profile in profiles:
