@@ -134,7 +134,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help='bound the resize of a variable-resolution processor (Qwen2/2.5/'
                                 '3-VL: a budget of S x S pixels; SmolVLM: the longest edge, in '
                                 'whole tiles); the profile records the size and the runtime sets '
-                                'it again at load. Fixed-input families (LLaVA) refuse it '
+                                'it again at load. Several sides (e.g. 224,336) calibrate at each '
+                                'and compare them in the report; the cheapest within --tolerance '
+                                'of the best is kept. Fixed-input families (LLaVA) refuse it '
                                 "(default: the processor's own size)")
     run_group.add_argument('--batch-size', type=int, default=defaults.batch_size, metavar='B',
                            help=f'images per forward pass (default: {defaults.batch_size})')
@@ -142,6 +144,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help=f'seed of the split and folds (default: {defaults.seed})')
     run_group.add_argument('--no-baseline', action='store_true',
                            help="skip the full model's own answer (it loads the whole model)")
+    run_group.add_argument('--no-vision-only', action='store_true',
+                           help='skip the vision-only row (the readouts on the image features)')
     run_group.add_argument('--no-progress', action='store_true', help='hide progress bars')
     parser.set_defaults(func=run)
 
@@ -160,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         quantization=args.quantization, device=args.device, dtype=args.dtype, seed=args.seed,
         quantize_modules=args.quantize_modules,
         vision_side=None if args.vision_side is None else args.vision_side[0],
+        vision_only=not args.no_vision_only,
         batch_size=args.batch_size, baseline=not args.no_baseline,
         progress=not args.no_progress)
     task = TaskSpec.from_yaml(args.task)
@@ -168,7 +173,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         from superneuron_ros.errors import ProfileError
         raise ProfileError(f'{args.out} already exists; choose another folder or pass --force')
-    result = calibrate(args.model, task, examples, options, test)
+    if args.vision_side is not None and len(args.vision_side) > 1:
+        from superneuron_ros.method.resolution_sweep import calibrate_resolutions
+        result = calibrate_resolutions(args.model, task, examples, args.vision_side, options,
+                                       test)
+    else:
+        result = calibrate(args.model, task, examples, options, test)
     path = result.save(args.out, overwrite=args.force)
     plot_calibration(result.report, path / REPORT_PNG)
     print(format_calibration_table(result.report))
