@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from superneuron_ros.cli.main import main
 from superneuron_ros.errors import ProfileMismatchError, VisionSideError
+from superneuron_ros.lab.evaluate import evaluate, EvaluationOptions
 from superneuron_ros.lab.report import format_calibration_table, plot_calibration
 from superneuron_ros.lab.scene_datasets import write_dataset
 from superneuron_ros.lab.zoo import build_model_folder
@@ -278,3 +279,18 @@ def test_cli_calibrate_compares_two_sides_in_one_report(qwen, tmp_path, capsys):
     assert report['image_size'] == [compared['kept']] * 2
     printed = capsys.readouterr().out
     assert 'resolutions compared' in printed and '<- kept' in printed
+
+
+def test_eval_runs_the_full_model_at_the_profile_size(qwen, monkeypatch):
+    """`superneuron eval`'s first-token baseline sees images at the profile's resolution."""
+    seen = []
+    original = Engine.first_token_logits
+
+    def spy(self, images, prompts):
+        seen.append(self.processor.image_processor.size['longest_edge'])
+        return original(self, images, prompts)
+
+    monkeypatch.setattr(Engine, 'first_token_logits', spy)
+    options = EvaluationOptions(quantization='none', methods=('restricted',), progress=False)
+    result = evaluate(qwen['model'], qwen['profile_dir'], qwen['examples'][:3], options)
+    assert result['image_size'] == [SIDE, SIDE] and seen == [SIDE * SIDE] * 4  # with warm-up
