@@ -91,6 +91,10 @@ def test_a_side_bounds_variable_resolution_families_and_fixed_ones_refuse(zoo_fo
     assert ip.size['longest_edge'] == SIDE * SIDE  # a refused side changes nothing
     with pytest.raises(VisionSideError, match='square'):
         apply_image_size(qwen.family, ip, (32, 48))
+    apply_image_size(qwen.family, ip, (48, 48))
+    assert ip.size['longest_edge'] == 48 * 48
+    apply_image_size(qwen.family, ip, None)  # the processor's own default again
+    assert ip.size['longest_edge'] == 64 * 64 and _image_tokens(engine, image) == 16
     smol = load_model(LoadConfig(str(zoo_folder('smolvlm')), quantization='none',
                                  exit_layer=0))
     tile = int(smol.processor.image_processor.max_image_size['longest_edge'])

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from superneuron_ros.errors import ProfileMismatchError, VisionSideError
 from superneuron_ros.method.profiles import Profile
-from superneuron_ros.vlm.vision_side import apply_image_size
+from superneuron_ros.vlm.vision_side import apply_image_size, check_image_size
 
 
 def _size_text(size: tuple[int, int] | None) -> str:
@@ -48,19 +48,33 @@ def profile_image_size(profiles: Sequence[Profile]) -> tuple[int, int] | None:
     return next(iter(groups), None)
 
 
-def apply_profile_image_size(loaded: Any, profiles: Sequence[Profile]) -> tuple[int, int] | None:
+def check_profile_image_size(loaded: Any,
+                             profiles: Sequence[Profile]) -> tuple[int, int] | None:
     """
-    Set a loaded model's processor to the resolution its profiles record; return that size.
+    Return the one size of `profiles` after checking that `loaded` can take it; change nothing.
 
     `loaded` is a :class:`~superneuron_ros.vlm.loading.LoadedModel` (its family and processor).
     Raises ProfileMismatchError for profiles of different sizes, or for a size this model's
-    processor cannot take (a fixed-input family, a size no vision side sets).
+    processor cannot take (a fixed-input family, a size no vision side sets). For a change of
+    the loaded profiles, pass every profile that will be loaded after it.
     """
     size = profile_image_size(profiles)
     try:
-        apply_image_size(loaded.family, loaded.processor.image_processor, size)
+        check_image_size(loaded.family, loaded.processor.image_processor, size)
     except VisionSideError as exc:
         names = ', '.join(repr(p.name) for p in profiles)
         raise ProfileMismatchError(f'profile(s) {names} were calibrated at {_size_text(size)}, '
                                    f'which this model cannot be set to: {exc}') from None
+    return size
+
+
+def apply_profile_image_size(loaded: Any, profiles: Sequence[Profile]) -> tuple[int, int] | None:
+    """
+    Set a loaded model's processor to the resolution its profiles record; return that size.
+
+    Checked first as :func:`check_profile_image_size` (nothing changes on an error); None puts
+    the processor back to its own default.
+    """
+    size = check_profile_image_size(loaded, profiles)
+    apply_image_size(loaded.family, loaded.processor.image_processor, size)
     return size

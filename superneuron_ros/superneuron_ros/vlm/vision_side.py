@@ -25,9 +25,12 @@ what a profile records (``Profile.image_size``) and what the runtime sets again 
 
 import math
 from typing import Any
+import weakref
 
 from superneuron_ros.errors import VisionSideError
 from superneuron_ros.vlm.families import Family
+
+_DEFAULTS: 'weakref.WeakKeyDictionary[Any, Any]' = weakref.WeakKeyDictionary()  # size before
 
 
 def _size_field(size: Any, name: str) -> Any:
@@ -70,18 +73,31 @@ def vision_size(family: Family, image_processor: Any, side: int) -> tuple[int, i
 def apply_vision_side(family: Family, image_processor: Any, side: int) -> tuple[int, int]:
     """Bound the processor's resize by `side` (checked as :func:`vision_size`); return the size."""
     size = vision_size(family, image_processor, side)
-    family.set_vision_side(image_processor, size[0])
+    old = family.set_vision_side(image_processor, size[0])
+    _DEFAULTS.setdefault(image_processor, old)
     return size
 
 
 def apply_image_size(family: Family, image_processor: Any,
                      size: tuple[int, int] | None) -> None:
     """
-    Set the processor to a recorded (height, width) size (None: leave the processor's default).
+    Set the processor to a recorded (height, width) size (None: the processor's default).
 
-    Raises VisionSideError when the size is not one a vision side of this processor sets
-    (not square, rounded to another size, below the minimum, or a fixed-input family).
+    None puts back the size the processor had before this module first changed it. Raises
+    VisionSideError when the size is not one a vision side of this processor sets (not square,
+    rounded to another size, below the minimum, or a fixed-input family); nothing changes then.
     """
+    if size is None:
+        if image_processor in _DEFAULTS:
+            image_processor.size = _DEFAULTS[image_processor]
+        return
+    check_image_size(family, image_processor, size)
+    apply_vision_side(family, image_processor, int(size[0]))
+
+
+def check_image_size(family: Family, image_processor: Any,
+                     size: tuple[int, int] | None) -> None:
+    """Raise VisionSideError unless this processor can be set to `size`; change nothing."""
     if size is None:
         return
     height, width = (int(v) for v in size)
@@ -92,7 +108,6 @@ def apply_image_size(family: Family, image_processor: Any,
             f'{family.display_name} cannot preprocess at {height}x{width}{allowed}: sizes are '
             'square bounds that --vision-side sets; recalibrate with `superneuron calibrate '
             '--vision-side N`')
-    apply_vision_side(family, image_processor, height)
 
 
 def _text(size: tuple[int, int]) -> str:
