@@ -27,7 +27,7 @@ from superneuron_ros.errors import ProfileMismatchError, VisionSideError
 from superneuron_ros.lab.evaluate import evaluate, EvaluationOptions
 from superneuron_ros.lab.report import format_calibration_table, plot_calibration
 from superneuron_ros.lab.scene_datasets import write_dataset
-from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.lab.zoo import build_model_folder, FAMILIES
 from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.resolution_sweep import keep_side
@@ -169,21 +169,26 @@ def test_cli_calibrate_refuses_a_vision_side_on_a_fixed_input_family(
     assert 'fixed vision input' in caplog.text
 
 
-def test_the_engine_reads_the_image_features_in_the_same_pass(zoo_folder):
+@pytest.mark.parametrize('family', FAMILIES)
+def test_the_engine_reads_the_image_features_in_the_same_pass(zoo_folder, family):
     """VISION is the projector output averaged per image, from the pass's one vision run."""
-    loaded = load_model(LoadConfig(str(zoo_folder('qwen2_vl')), quantization='none',
-                                   exit_layer=1))
+    loaded = load_model(LoadConfig(str(zoo_folder(family)), quantization='none', exit_layer=1))
     engine = Engine(loaded)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (64, 48 + 16 * i, 3), dtype=np.uint8) for i in range(2)]
     prompts = [engine.render_prompt('Is there red?')] * 2
     runs = []
-    hook = loaded.base_model.visual.register_forward_hook(lambda *a: runs.append(1))
-    try:
+    original = type(loaded.base_model).get_image_features
+
+    def counted(self, *args, **kwargs):
+        runs.append(1)
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(loaded.base_model), 'get_image_features', counted)
         values = engine.capture(images, prompts, {(1, 'residual'): None, VISION: None})
-    finally:
-        hook.remove()
-    assert len(runs) == 1 and values[VISION].shape == (2, loaded.config.text_config.hidden_size)
+    hidden = loaded.family.text_config(loaded.config).hidden_size
+    assert len(runs) == 1 and values[VISION].shape == (2, hidden)
     assert values[(1, 'residual')].shape[0] == 2
     for i, image in enumerate(images):
         inputs = engine.preprocess([image], [prompts[0]])

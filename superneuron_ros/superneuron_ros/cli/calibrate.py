@@ -173,6 +173,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         from superneuron_ros.errors import ProfileError
         raise ProfileError(f'{args.out} already exists; choose another folder or pass --force')
+    if args.vision_side is not None:  # refused before any weight is loaded
+        from superneuron_ros.vlm.families import family_for
+        from superneuron_ros.vlm.loading import check_model_folder, read_config
+        from superneuron_ros.vlm.vision_side import refuse_fixed_input
+        config = read_config(check_model_folder(args.model))
+        refuse_fixed_input(family_for(config.model_type), args.vision_side[0])
     if args.vision_side is not None and len(args.vision_side) > 1:
         from superneuron_ros.method.resolution_sweep import calibrate_resolutions
         result = calibrate_resolutions(args.model, task, examples, args.vision_side, options,

@@ -98,6 +98,11 @@ class Family:
     longest_edge_bound: Callable[[Any, int], Any] = _no_bound  # image processor, side -> value
     bounded_side: Callable[[Any, int], int] = _same_side  # the side a bound of `side` sets
 
+    @property
+    def takes_vision_side(self) -> bool:
+        """Return whether the processor's resize has a bound to set (Qwen, SmolVLM)."""
+        return self.longest_edge_bound is not _no_bound
+
     def text_model(self, base_model: nn.Module) -> nn.Module:
         """Return the language model (embeddings, decoder layers, final norm) of a base model."""
         return getattr(base_model, self.text_model_attr)

@@ -40,9 +40,13 @@ def _size_field(size: Any, name: str) -> Any:
     return getattr(size, name, None)
 
 
-def takes_vision_side(family: Family, image_processor: Any) -> bool:
-    """Return whether the family's processor has a resolution setting (Qwen, SmolVLM)."""
-    return family.longest_edge_bound(image_processor, 1) is not None
+def refuse_fixed_input(family: Family, side: int) -> None:
+    """Raise VisionSideError when `family` has a fixed tower input (no processor needed)."""
+    if not family.takes_vision_side:
+        raise VisionSideError(
+            f'{family.display_name} has a fixed vision input, so it takes no vision side '
+            f'(got {side}); only Qwen2/2.5/3-VL and SmolVLM have a resolution setting: '
+            'calibrate or run without --vision-side')
 
 
 def vision_size(family: Family, image_processor: Any, side: int) -> tuple[int, int]:
@@ -54,11 +58,7 @@ def vision_size(family: Family, image_processor: Any, side: int) -> tuple[int, i
     """
     if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise VisionSideError(f'a vision side must be a positive number of pixels, got {side!r}')
-    if not takes_vision_side(family, image_processor):
-        raise VisionSideError(
-            f'{family.display_name} has a fixed vision input, so it takes no vision side '
-            f'(got {side}); only Qwen2/2.5/3-VL and SmolVLM have a resolution setting: '
-            'calibrate or run without --vision-side')
+    refuse_fixed_input(family, side)
     bound = family.longest_edge_bound(image_processor, side)
     least = _size_field(image_processor.size, 'shortest_edge')
     if least is not None and bound < int(least):
@@ -102,7 +102,7 @@ def check_image_size(family: Family, image_processor: Any,
         return
     height, width = (int(v) for v in size)
     if height != width or vision_size(family, image_processor, height) != (height, width):
-        allowed = '' if not takes_vision_side(family, image_processor) else (
+        allowed = '' if not family.takes_vision_side else (
             f' (a side of {height} sets {_text(vision_size(family, image_processor, height))})')
         raise VisionSideError(
             f'{family.display_name} cannot preprocess at {height}x{width}{allowed}: sizes are '
