@@ -47,6 +47,10 @@ class ImageError(SuperneuronError, ValueError):
     """An image cannot be used: wrong shape, dtype, encoding or size."""
 
 
+class VisionSideError(SuperneuronError, ValueError):
+    """A vision side (the processor's resolution) the model's family or processor cannot take."""
+
+
 class ProfileError(SuperneuronError):
     """A profile file is missing, corrupt, or of an unknown format version."""
 

@@ -166,3 +166,32 @@ def test_bootstrap_interval_covers_the_true_rate():
     lo, hi = bootstrap_interval(hits, seed=1)
     assert lo < 0.8 < hi and 0.06 < hi - lo < 0.1
     assert bootstrap_interval(hits, seed=1) == [lo, hi]  # seeded
+
+
+def test_cli_eval_of_a_folder_of_profiles_writes_one_summary_and_table(
+        calibrated_red_present, fresh_scenes, tmp_path, capsys):
+    """One command, every method, every profile: the JSON and the markdown table agree."""
+    setup = calibrated_red_present
+    out = tmp_path / 'summary.json'
+    assert main(['eval', '--model', str(setup.model_dir), '--profile', str(setup.profiles_dir),
+                 '--data', str(fresh_scenes.parent), '--limit', '10', '--json', str(out),
+                 '--methods', 'superneurons,restricted,generate', '--max-new-tokens', '2',
+                 '--no-progress']) == 0
+    summary = json.loads(out.read_text())
+    result = summary['tasks']['red_present']
+    assert result['num_examples'] == 10
+    methods = {m['method']: m for m in result['methods']}
+    assert list(methods) == ['superneurons', 'restricted', 'generate']
+    for m in methods.values():
+        lo, hi = m['accuracy_ci95']
+        assert lo <= m['accuracy'] <= hi
+    table = out.with_suffix('.md').read_text()
+    row = next(line for line in table.splitlines() if line.startswith('| red_present'))
+    gen = methods['generate']
+    assert f"{gen['accuracy']:.3f} [{gen['accuracy_ci95'][0]:.3f}, " in row
+    fixed = result['readouts']['fixed']
+    assert row.split(' | ')[1] == (f"{fixed['accuracy']:.3f} [{fixed['accuracy_ci95'][0]:.3f}, "
+                                   f"{fixed['accuracy_ci95'][1]:.3f}]")
+    assert row in capsys.readouterr().out
+    assert main(['eval', '--model', str(setup.model_dir), '--profile', str(setup.profiles_dir),
+                 '--data', str(tmp_path), '--methods', 'superneurons']) == 2  # no set there

@@ -156,3 +156,16 @@ def test_override_warnings_come_and_go_with_their_profile(setup, tmp_path):
     assert len(runtime.warnings) == 1 and repr(second) in runtime.warnings[0]
     runtime.remove_tasks([second])
     assert runtime.warnings == ()
+
+
+def test_a_profile_of_another_resolution_is_refused_at_run_time(setup, tmp_path):
+    """Adding a profile calibrated at a size this model cannot take changes nothing."""
+    import dataclasses
+    folder, profiles = setup
+    first, second, _ = profiles[0]
+    runtime = Runtime.load(_config(folder), [profiles[0][first]], max_exit_layer=2)
+    other = dataclasses.replace(Profile.load(profiles[0][second]), image_size=(224, 224))
+    other.save(tmp_path / second)
+    with pytest.raises(ProfileMismatchError, match='224'):
+        runtime.add_profiles([tmp_path / second])
+    assert list(runtime.tasks) == [first]

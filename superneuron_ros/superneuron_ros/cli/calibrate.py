@@ -130,12 +130,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              f'(default: {defaults.prompt_template!r})')
     run_group = parser.add_argument_group('model and run')
     add_model_arguments(run_group, defaults.quantization)
+    run_group.add_argument('--vision-side', type=int_list, default=None, metavar='S[,S]',
+                           help='bound the resize of a variable-resolution processor (Qwen2/2.5/'
+                                '3-VL: a budget of S x S pixels; SmolVLM: the longest edge, in '
+                                'whole tiles); the profile records the size and the runtime sets '
+                                'it again at load. Several sides (e.g. 224,336) calibrate at each '
+                                'and compare them in the report; the cheapest within --tolerance '
+                                'of the best is kept. Fixed-input families (LLaVA) refuse it '
+                                "(default: the processor's own size)")
     run_group.add_argument('--batch-size', type=int, default=defaults.batch_size, metavar='B',
                            help=f'images per forward pass (default: {defaults.batch_size})')
     run_group.add_argument('--seed', type=int, default=defaults.seed,
                            help=f'seed of the split and folds (default: {defaults.seed})')
     run_group.add_argument('--no-baseline', action='store_true',
                            help="skip the full model's own answer (it loads the whole model)")
+    run_group.add_argument('--no-vision-only', action='store_true',
+                           help='skip the vision-only row (the readouts on the image features)')
     run_group.add_argument('--no-progress', action='store_true', help='hide progress bars')
     parser.set_defaults(func=run)
 
@@ -153,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, metric=args.metric, prompt_template=args.prompt_template,
         quantization=args.quantization, device=args.device, dtype=args.dtype, seed=args.seed,
         quantize_modules=args.quantize_modules,
+        vision_side=None if args.vision_side is None else args.vision_side[0],
+        vision_only=not args.no_vision_only,
         batch_size=args.batch_size, baseline=not args.no_baseline,
         progress=not args.no_progress)
     task = TaskSpec.from_yaml(args.task)
@@ -161,7 +173,18 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         from superneuron_ros.errors import ProfileError
         raise ProfileError(f'{args.out} already exists; choose another folder or pass --force')
-    result = calibrate(args.model, task, examples, options, test)
+    if args.vision_side is not None:  # refused before any weight is loaded
+        from superneuron_ros.vlm.families import family_for
+        from superneuron_ros.vlm.loading import check_model_folder, read_config
+        from superneuron_ros.vlm.vision_side import refuse_fixed_input
+        config = read_config(check_model_folder(args.model))
+        refuse_fixed_input(family_for(config.model_type), args.vision_side[0])
+    if args.vision_side is not None and len(args.vision_side) > 1:
+        from superneuron_ros.method.resolution_sweep import calibrate_resolutions
+        result = calibrate_resolutions(args.model, task, examples, args.vision_side, options,
+                                       test)
+    else:
+        result = calibrate(args.model, task, examples, options, test)
     path = result.save(args.out, overwrite=args.force)
     plot_calibration(result.report, path / REPORT_PNG)
     print(format_calibration_table(result.report))

@@ -43,9 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--model', type=Path, required=True, metavar='DIR',
                         help='local Hugging Face model folder the profile was calibrated on')
     parser.add_argument('--profile', type=Path, required=True, metavar='PROFILE',
-                        help='profile folder written by `superneuron calibrate`')
-    parser.add_argument('--data', type=Path, required=True, metavar='SET.jsonl',
-                        help='labelled set (use examples the profile was not calibrated on)')
+                        help='profile folder written by `superneuron calibrate`, or a folder '
+                             'of profile folders: each task is evaluated and one summary JSON '
+                             'and markdown table are written')
+    parser.add_argument('--data', type=Path, required=True, metavar='SET.jsonl|DIR',
+                        help='labelled set (use examples the profile was not calibrated on); '
+                             'with a folder of profiles, a folder holding <task>.jsonl per task '
+                             '(as `superneuron scenes` writes) or one JSONL with every task')
     parser.add_argument('--methods', type=method_list, default=METHODS, metavar='A,B',
                         help=f'what to run (default: {",".join(METHODS)})')
     parser.add_argument('--limit', type=positive_int, default=None, metavar='N',
@@ -55,7 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--warmup', type=int, default=1, metavar='N',
                         help='untimed calls per method before timing (default: 1)')
     parser.add_argument('--json', type=Path, default=None, metavar='PATH',
-                        help='where to write the results (default: PROFILE/eval.json)')
+                        help='where to write the results (default: PROFILE/eval.json; for a '
+                             'folder of profiles PROFILES/eval_summary.json, with the table '
+                             'beside it as .md)')
     add_model_arguments(parser, None)
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
     parser.set_defaults(func=run)
@@ -68,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from superneuron_ros.jsonio import write_json
     from superneuron_ros.lab.report import format_evaluation_table
     from superneuron_ros.method.tasks import load_labelled_set
+    from superneuron_ros.method.profiles import is_profile_dir
+    if not is_profile_dir(args.profile) and args.profile.is_dir():
+        return run_all(args)
     profile = Profile.load(args.profile)
     options = EvaluationOptions(
         quantization=args.quantization or profile.fingerprint.quantization, device=args.device,
@@ -83,4 +92,28 @@ def run(args: argparse.Namespace) -> int:
     out = write_json(result, args.json or args.profile / 'eval.json')
     print(format_evaluation_table(result))
     print(f'results written to {out}')
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Evaluate every profile of a folder; write the summary JSON and its markdown table."""
+    import sys
+    from superneuron_ros.jsonio import write_json
+    from superneuron_ros.lab.eval_summary import evaluate_all, summary_markdown
+    from superneuron_ros.lab.evaluate import EvaluationOptions
+    from superneuron_ros.method.profiles import find_profiles, Profile
+    first = Profile.load(find_profiles([args.profile])[0]).fingerprint
+    options = EvaluationOptions(
+        quantization=args.quantization or first.quantization, device=args.device,
+        quantize_modules=args.quantize_modules or (
+            first.quantized_modules if first.quantized_modules != 'none' else 'language'),
+        dtype=args.dtype, methods=args.methods, max_new_tokens=args.max_new_tokens,
+        warmup=args.warmup, progress=not args.no_progress)
+    summary = evaluate_all(args.model, args.profile, args.data, options, args.limit)
+    summary['command'] = ['superneuron'] + sys.argv[1:] if sys.argv[1:2] == ['eval'] else []
+    out = write_json(summary, args.json or args.profile / 'eval_summary.json')
+    table = summary_markdown(summary, summary['command'])
+    out.with_suffix('.md').write_text(table)
+    print(table)
+    print(f'results written to {out} (table: {out.with_suffix(".md")})')
     return 0

@@ -46,6 +46,7 @@ from superneuron_ros.method.calibration_report import answer_store
 from superneuron_ros.method.classifier import SuperNeuronClassifier
 from superneuron_ros.method.linear import expected_calibration_error
 from superneuron_ros.method.profiles import Profile
+from superneuron_ros.method.resolutions import apply_profile_image_size
 from superneuron_ros.method.tasks import Example, load_image
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig, release_memory
@@ -158,11 +159,10 @@ def _superneurons(model_path: Path, profile_path: Path, profile: Profile,
 def _readout_pass(model_path: Path, profile: Profile, examples: Sequence[Example],
                   options: EvaluationOptions, truth: np.ndarray) -> dict[str, Any]:
     """Answer every example with the profile's readouts: fixed exit and anytime cascade."""
-    config = LoadConfig(str(model_path), quantization=options.quantization,
-                        device=options.device, dtype=options.dtype,
-                        exit_layer=profile.exit_layer)
+    config = dataclasses.replace(options.load_config(model_path), exit_layer=profile.exit_layer)
     engine = Engine(load_model(config))
     try:
+        apply_profile_image_size(engine.loaded, [profile])
         layers = sorted({int(la) for r in profile.readouts for la in r.neuron_layer})
         store = collect_activations(engine, examples, profile.prompt, layers,
                                     ('residual', 'mlp'), options.batch_size, options.progress)
@@ -189,6 +189,7 @@ def _full_model(model_path: Path, profile: Profile, examples: Sequence[Example],
                 options: EvaluationOptions) -> list[dict[str, Any]]:
     engine = Engine(load_model(options.load_config(model_path)))
     try:
+        apply_profile_image_size(engine.loaded, [profile])  # the profile's resolution
         return _full_model_answers(engine, profile, examples, options)
     finally:
         device = engine.device
@@ -274,7 +275,9 @@ def evaluate(model_path: str | Path, profile_path: str | Path, examples: Sequenc
     counts = np.bincount(truth, minlength=len(task.labels))
     return {'format': 'superneuron_ros.evaluation', 'format_version': 2,
             'task': task.to_dict(), 'model': str(model_path), 'profile': str(profile_path),
-            'exit_layer': profile.exit_layer, 'quantization': options.quantization,
+            'exit_layer': profile.exit_layer,
+            'image_size': None if profile.image_size is None else list(profile.image_size),
+            'quantization': options.quantization,
             'quantized_modules': options.load_config(model_path).quantized_modules,
             'profile_quantization': [profile.fingerprint.quantization,
                                      profile.fingerprint.quantized_modules],

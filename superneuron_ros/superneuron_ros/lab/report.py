@@ -66,8 +66,10 @@ def format_calibration_table(report: Mapping[str, Any]) -> str:
     ]
     head = ['layer', f"vote k={options['k']}", 'linear', *sizes, 'ceiling', 'chosen', 'ece',
             'anytime thr']
+    vision = report.get('vision_only')
+    entries = ([vision] if vision else []) + list(report['per_layer'])
     rows = []
-    for entry in report['per_layer']:
+    for entry in entries:
         r = entry['readouts']
         chosen_kind = entry['chosen']
         thr = entry.get('anytime_threshold')
@@ -77,9 +79,15 @@ def format_calibration_table(report: Mapping[str, Any]) -> str:
                        '-' if thr is None else f'{thr:.3f}'])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     lines.append('  '.join(h.rjust(w) for h, w in zip(head, widths)))
-    for entry, row in zip(report['per_layer'], rows):
+    for entry, row in zip(entries, rows):
         mark = '  <- exit' if entry['layer'] == chosen['exit_layer'] else ''
         lines.append('  '.join(c.rjust(w) for c, w in zip(row, widths)) + mark)
+    if vision:
+        verdict = vision.get('note') or (f"the exit layer adds {vision['gap']:.3f} over it "
+                                         '(more than the tolerance): it needs the language layers')
+        lines.append(f"vision: the same readouts on the {vision['features']} ({vision['size']} "
+                     f"values, no question, no decoder layer): {vision['selection']:.3f}+-"
+                     f"{vision['selection_std']:.3f}; {verdict}")
     lines.append(
         f"chosen: exit layer {chosen['exit_layer']} ({chosen['mode']}; best layer "
         f"{chosen['best_layer']} at {chosen['best_score']:.3f}, tolerance "
@@ -103,11 +111,39 @@ def format_calibration_table(report: Mapping[str, Any]) -> str:
                      f"{test['anytime']['accuracy']:.3f} at {test['anytime']['mean_layers']:.2f} "
                      'layers' + (f", model {test['baseline']['accuracy']:.3f}"
                                  if test.get('baseline') else ''))
+    cost = report.get('cost_ms')
+    if cost:
+        size = report.get('image_size')
+        where = 'the default size' if not size else f'{size[0]}x{size[1]}'
+        lines.append(f"cost per image at {where} ({cost['image_tokens']} image tokens; median of "
+                     f"{cost['images']}): "
+                     f"vision {cost['vision']:.1f} ms, decoder to layer {chosen['exit_layer']} "
+                     f"{cost['decoder']:.1f} ms")
+    resolutions = report.get('resolutions')
+    if resolutions:
+        lines.append(format_resolution_table(resolutions))
     timing = report['timing_s']
     lines.append(f"time: capture {timing['capture']:.1f} s, search {timing['search']:.1f} s, "
                  f"total {timing['total']:.1f} s; activations "
                  f"{report['activation_bytes'] / 2 ** 20:.1f} MiB (float32), peak RSS "
                  f"{report['peak_rss_mib']:.0f} MiB")
+    return '\n'.join(lines)
+
+
+def format_resolution_table(resolutions: Mapping[str, Any]) -> str:
+    """Return the comparison of vision sides: one row per side, the kept one marked."""
+    head = ['side', 'image size', 'image tokens', 'exit', 'readout', 'CV mean+-std',
+            'vision ms', 'decoder ms', 'total ms']
+    rows = [[str(r['vision_side']), 'x'.join(map(str, r['image_size'])), str(r['image_tokens']),
+             str(r['exit_layer']), r['readout'], f"{r['accuracy']:.3f}+-{r['accuracy_std']:.3f}",
+             f"{r['vision_ms']:.1f}", f"{r['decoder_ms']:.1f}", f"{r['total_ms']:.1f}"]
+            for r in resolutions['rows']]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines = [f"resolutions compared ({resolutions['rule']}):",
+             '  '.join(h.rjust(w) for h, w in zip(head, widths))]
+    for r, row in zip(resolutions['rows'], rows):
+        mark = '  <- kept' if r['vision_side'] == resolutions['kept'] else ''
+        lines.append('  '.join(c.rjust(w) for c, w in zip(row, widths)) + mark)
     return '\n'.join(lines)
 
 
@@ -137,6 +173,10 @@ def plot_calibration(report: Mapping[str, Any], path: str | Path) -> Path:
     if baseline:
         axes.axhline(baseline['accuracy'], color='tab:red', ls='--',
                      label='full model, first token (restricted)')
+    vision = report.get('vision_only')
+    if vision:
+        axes.axhline(vision['selection'], color='tab:green', ls='-.',
+                     label=f"vision only ({vision['chosen']}): no decoder layer")
     axes.axhline(report['data']['chance'], color='grey', ls=':', lw=1, label='chance')
     tolerance = chosen['tolerance']
     axes.axhspan(chosen['best_score'] - tolerance, chosen['best_score'], color='tab:blue',

@@ -29,6 +29,7 @@ from superneuron_ros.errors import DataError
 from superneuron_ros.method.tasks import Example, load_image, TaskSpec
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig, release_memory
+from superneuron_ros.vlm.vision_side import apply_vision_side
 import torch
 from tqdm import tqdm
 
@@ -93,11 +94,18 @@ def confusion_scores(pred: Sequence[int], truth: Sequence[int],
 
 def restricted_baseline(load_config: LoadConfig, task: TaskSpec, prompt: str,
                         examples: Sequence[Example], batch_size: int = 8,
-                        progress: bool = True) -> dict[str, Any]:
-    """Score the full model's first token restricted to the labels on `examples` (batched)."""
+                        progress: bool = True,
+                        vision_side: int | None = None) -> dict[str, Any]:
+    """
+    Score the full model's first token restricted to the labels on `examples` (batched).
+
+    `vision_side` bounds the processor's resize as in calibration (None: the default).
+    """
     started = time.perf_counter()
     engine = Engine(load_model(load_config))
     try:
+        if vision_side is not None:
+            apply_vision_side(engine.family, engine.processor.image_processor, vision_side)
         token_sets = label_token_ids(engine.processor.tokenizer, prompt, task.labels)
         pred = []
         for start in tqdm(range(0, len(examples), batch_size), desc='baseline', unit='batch',

@@ -50,12 +50,15 @@ from superneuron_ros.method.probing import METRICS, SITES
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.readouts import Readout
 from superneuron_ros.method.selection import READOUTS, select, Selection
+from superneuron_ros.method.stage_timing import time_stages
 from superneuron_ros.method.tasks import Example, load_image, TaskSpec
+from superneuron_ros.vlm.capture import VISION
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.families import family_for
 from superneuron_ros.vlm.fingerprint import model_fingerprint
 from superneuron_ros.vlm.loading import (check_model_folder, load_model, LoadConfig, read_config,
                                          release_memory)
+from superneuron_ros.vlm.vision_side import apply_vision_side
 import torch
 from tqdm import tqdm
 
@@ -97,9 +100,11 @@ class CalibrationOptions:
     device: str = 'auto'
     dtype: str = 'auto'
     quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
+    vision_side: int | None = None  # bound of the processor's resize (Qwen, SmolVLM); None: as is
     seed: int = 0
     batch_size: int = 8
     baseline: bool = True  # also score the full model's own (restricted) answer: loads it all
+    vision_only: bool = True  # also score the readouts on the image features alone
     progress: bool = True  # tqdm bars on the long steps
 
     def __post_init__(self) -> None:
@@ -143,6 +148,7 @@ class CalibrationOptions:
                                    f'{{question}} and {{options}}, got {self.prompt_template!r}')
         _int_field('seed', self.seed, 0)
         _int_field('batch_size', self.batch_size, 1)
+        self.vision_side is None or _int_field('vision_side', self.vision_side, 1)
         try:
             LoadConfig('.', quantization=self.quantization, device=self.device, dtype=self.dtype,
                        quantize_modules=self.quantize_modules)
@@ -212,14 +218,18 @@ def _check_data(task: TaskSpec, examples: Sequence[Example], options: Calibratio
 
 def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str,
                         layers: Sequence[int], sites: Sequence[str], batch_size: int,
-                        progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
+                        progress: bool = True,
+                        vision: bool = False) -> dict[tuple[int, str], torch.Tensor]:
     """
     Read every scalar of `sites` at `layers` for each example: float32 [N, D] per site.
+
+    With `vision`, the same pass also reads the image features (key VISION, [N, hidden]).
 
     Float32, not float16: at the last prompt position early-layer scalars vary by about 1e-3 of
     their magnitude, below float16's resolution. NaN raises DataError.
     """
     wanted = {(layer, site): None for layer in layers for site in sites}
+    wanted.update({VISION: None} if vision else {})
     store: dict[tuple[int, str], torch.Tensor] = {}
     bar = tqdm(total=len(examples), desc='capture', unit='img', disable=None if progress else True)
     for start in range(0, len(examples), batch_size):
@@ -300,7 +310,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
               options: CalibrationOptions = CalibrationOptions(),
               test_examples: Sequence[Example] = ()) -> CalibrationResult:
     """Calibrate a profile of `task` on `model_path` from labelled `examples` (see module doc)."""
-    from superneuron_ros.method.calibration_report import build_report, score_test
+    from superneuron_ros.method.calibration_report import (add_vision_and_cost, build_report,
+                                                           score_test)
     started = time.perf_counter()
     folder = check_model_folder(model_path)
     config = read_config(folder)
@@ -320,12 +331,16 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         if wrong:
             raise DataError(f'test examples of task(s) {wrong} were given for {task.name!r}')
     engine = Engine(load_model(options.load_config(folder, deepest)))
+    image_size = None if options.vision_side is None else apply_vision_side(
+        engine.family, engine.processor.image_processor, options.vision_side)
     prompt = engine.render_prompt(render_question(task, options.prompt_template))
     LOG.info('calibrating %s on %d examples, layers 0..%d, sites %s, %d x %d-fold CV', task.name,
              len(examples), deepest, list(options.sites), options.repeats, options.folds)
     everything = list(examples) + list(test_examples)
     store = collect_activations(engine, everything, prompt, range(deepest + 1), options.sites,
-                                options.batch_size, options.progress)
+                                options.batch_size, options.progress, options.vision_only)
+    vision = store.pop(VISION, None)
+    stages = time_stages(engine, examples, prompt, deepest)
     device = engine.device
     del engine
     release_memory(device)
@@ -349,7 +364,8 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         'exit_mode': 'auto' if fixed is None else 'fixed', 'best_layer': sel.best_layer,
         'selection_by_layer': [entry['selection'] for entry in sel.per_layer]}
     profile = Profile(task=task, prompt=prompt, exit_layer=search.exit_layer,
-                      readouts=search.readouts, fingerprint=fingerprint, metrics=metrics)
+                      readouts=search.readouts, fingerprint=fingerprint, metrics=metrics,
+                      image_size=image_size)
     test = None if not test_examples else score_test(
         profile, store, np.arange(n, len(everything)),
         np.array([ex.label_index for ex in test_examples]))
@@ -358,16 +374,19 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
     if options.baseline:
         try:
             baseline = restricted_baseline(options.load_config(folder, None), task, prompt,
-                                           examples, options.batch_size, options.progress)
+                                           examples, options.batch_size, options.progress,
+                                           options.vision_side)
             if test is not None:
                 test['baseline'] = restricted_baseline(
                     options.load_config(folder, None), task, prompt, test_examples,
-                    options.batch_size, options.progress)
+                    options.batch_size, options.progress, options.vision_side)
         except DataError as exc:  # labels the first token cannot tell apart
             LOG.warning('baseline skipped: %s', exc)
             skipped = str(exc)
     report = build_report(task, folder, prompt, fingerprint, options, labels, search, baseline,
                           skipped, test, n)
+    add_vision_and_cost(report, None if vision is None else vision[:n], stages, labels, options,
+                        image_size)
     report['timing_s'] = {'capture': captured - started, 'search': fitted - captured,
                           'total': time.perf_counter() - started}
     report['activation_bytes'] = nbytes

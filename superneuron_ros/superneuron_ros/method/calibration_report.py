@@ -15,6 +15,7 @@
 """The calibration report (report.json): every figure of the search, and the test set's score."""
 
 from pathlib import Path
+import time
 from typing import Any, TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ from superneuron_ros.method.classifier import SuperNeuronClassifier
 from superneuron_ros.method.linear import expected_calibration_error
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import TaskSpec
+from superneuron_ros.method.vision_only import vision_only_row
 from superneuron_ros.vlm.capture import SITES
 from superneuron_ros.vlm.fingerprint import ModelFingerprint
 import torch
@@ -72,6 +74,33 @@ def build_report(task: TaskSpec, folder: Path, prompt: str, fingerprint: ModelFi
         'per_layer': sel.per_layer, 'chosen': chosen, 'anytime': sel.anytime,
         'reliability': sel.reliability, 'baseline': baseline, 'baseline_skipped': skipped,
         'test': test}
+
+
+def add_vision_and_cost(report: dict[str, Any], vision: torch.Tensor | None,
+                        stages: dict[str, Any], labels: np.ndarray, options: 'CalibrationOptions',
+                        image_size: tuple[int, int] | None) -> None:
+    """
+    Add the image size, the per-image cost at the chosen exit and the vision-only row.
+
+    ``stages`` is :func:`~superneuron_ros.method.stage_timing.time_stages`'s result; ``vision``
+    the image features [N, D] of the examples (None: the row is skipped).
+    """
+    chosen = report['chosen']
+    report['image_size'] = None if image_size is None else list(image_size)
+    report['cost_ms'] = {
+        'images': stages['images'], 'image_tokens': stages['image_tokens'],
+        'preprocess': stages['preprocess_ms'], 'vision': stages['vision_ms'],
+        'decoder': stages['decoder_ms_by_layer'][chosen['exit_layer']],
+        'decoder_by_layer': stages['decoder_ms_by_layer'],
+        'note': 'medians per image, one at a time through the runtime pass (one prompt)'}
+    if vision is None:
+        report['vision_only'] = None
+        return
+    started = time.perf_counter()
+    row = vision_only_row(vision, labels, len(report['data']['labels']), options.settings(),
+                          options.sizes, options.readout, options.tolerance, chosen['accuracy'])
+    row['seconds'] = time.perf_counter() - started
+    report['vision_only'] = row
 
 
 def answer_store(classifier: SuperNeuronClassifier, store: dict[tuple[int, str], torch.Tensor],

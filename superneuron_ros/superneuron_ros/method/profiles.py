@@ -96,7 +96,8 @@ class Profile:
     ``readouts[-1]`` answers at ``exit_layer``; earlier ones are the anytime exits. Arrays are
     stored read-only; use `dataclasses.replace` to derive a changed profile. ``image_size``
     (height, width) is the resolution the activations were taken at, when the model's
-    preprocessing has a setting for it (None: the processor's fixed default).
+    preprocessing has a setting for it: the square bound ``--vision-side`` set
+    (:mod:`superneuron_ros.vlm.vision_side`); None: the processor's default.
     """
 
     task: TaskSpec
@@ -280,8 +281,9 @@ class Profile:
         if mine != theirs:
             raise ProfileMismatchError(
                 f'profile {self.name!r} was calibrated on images preprocessed at '
-                f'{_size(mine)}; the model is set to {_size(theirs)}: set the vision side the '
-                f'profile records (--vision-side / vision_side), or {_RECALIBRATE} at this one')
+                f'{_size(mine)}; the model is set to {_size(theirs)}: load it with the profiles '
+                f'of one resolution (the runtime sets the size they record), or {_RECALIBRATE} '
+                f'--vision-side N at the size you want')
 
     # --------------------------------------------------------------------- files
 

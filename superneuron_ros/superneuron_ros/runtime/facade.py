@@ -38,6 +38,8 @@ from superneuron_ros.errors import ProfileError, ProfileMismatchError, Quantizat
 from superneuron_ros.errors import UnknownTaskError
 from superneuron_ros.method.classifier import Prediction, SuperNeuronClassifier
 from superneuron_ros.method.profiles import find_profiles, Profile
+from superneuron_ros.method.resolutions import apply_profile_image_size
+from superneuron_ros.method.resolutions import check_profile_image_size
 from superneuron_ros.runtime.plan import AnytimeExit, CallPlan
 from superneuron_ros.vlm.engine import Engine, StageTimes
 from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
@@ -218,6 +220,7 @@ class Runtime:
         loaded = load_model(with_exit_layer(load_config, deepest))
         warnings: list[str] = []
         try:
+            apply_profile_image_size(loaded, profiles)  # the resolution they were calibrated at
             fingerprints: dict[int, ModelFingerprint] = {}
             for profile in profiles:
                 warnings += _check_loadable(profile, loaded, fingerprints)
@@ -296,14 +299,19 @@ class Runtime:
                     f'layer(s) (0..{self.exit_layer}); set max_exit_layer >= '
                     f'{profile.exit_layer} and reconfigure (cleanup + configure)')
             warnings += _check_loadable(profile, self.loaded, self._fingerprints)
+        # One resolution for every task served after the change (ProfileMismatchError if not).
+        check_profile_image_size(self.loaded, [self.profiles[n] for n in self.profiles
+                                               if n in kept] + profiles)
         return ProfileChange(tuple(profiles), tuple(paths), tuple(dict.fromkeys(remove)),
                              tuple(warnings))
 
     def commit(self, change: ProfileChange) -> list[TaskInfo]:
         """Apply a change from :meth:`prepare_change` at once; return the added tasks."""
         classifiers = {p.task.name: SuperNeuronClassifier(p) for p in change.profiles}
-        added = [_task_info(p, path) for p, path in zip(change.profiles, change.paths)]
         gone = set(change.remove)
+        apply_profile_image_size(self.loaded, [p for n, p in self.profiles.items()
+                                               if n not in gone] + list(change.profiles))
+        added = [_task_info(p, path) for p, path in zip(change.profiles, change.paths)]
         # New dicts, not edits: readers in other threads (ModelSlot.tasks) see one or the other.
         self.profiles = {**{n: p for n, p in self.profiles.items() if n not in gone},
                          **{p.task.name: p for p in change.profiles}}

@@ -29,6 +29,10 @@ sequence (:mod:`superneuron_ros.vlm.prefix`) and the prompt's last token in it.
 The forward pass stops after the deepest layer asked for (``stop_after``), and a watcher may be
 called after each of some layers with what was captured so far; it ends the pass early by
 returning True (the anytime exit).
+
+Besides the decoder sites, the pseudo-site :data:`VISION` is the projector's output (the image
+features the decoder receives) averaged over each image's tokens, read in the same pass by
+:func:`capture_image_features` (the "vision only" baseline of calibration).
 """
 
 from contextlib import contextmanager
@@ -42,6 +46,7 @@ from torch import nn
 SITES = ('residual', 'mlp')
 
 Site = tuple[int, str]  # (layer, site name)
+VISION: Site = (-1, 'vision')  # the projector output averaged over the image tokens, [N, hidden]
 
 
 class StopForward(Exception):
@@ -136,6 +141,31 @@ def capture_activations(layers: nn.ModuleList,
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def capture_image_features(base_model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """
+    Record, per image, the projector output averaged over its image tokens (float32 CPU [D]).
+
+    Wraps the base model's ``get_image_features`` for the block, so the pass that runs the vision
+    tower anyway also yields its features; every supported family returns them per image in
+    ``pooler_output``. The wrapper is removed on exit, always.
+    """
+    original = base_model.get_image_features
+    means: list[torch.Tensor] = []
+
+    def wrapped(*args: object, **kwargs: object) -> object:
+        output = original(*args, **kwargs)
+        for features in output.pooler_output:  # per image: [tokens, D]
+            means.append(features.detach().float().mean(dim=0).cpu())
+        return output
+
+    base_model.get_image_features = wrapped
+    try:
+        yield means
+    finally:
+        del base_model.get_image_features  # the class's method again
 
 
 def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ the processor run once, the vision tower run once, the shared prefix of the prom
 (:mod:`superneuron_ros.vlm.prefix`), and the decoder run only as deep as the call needs.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 import time
 from typing import Any, Mapping, Sequence
@@ -31,8 +32,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 from superneuron_ros.errors import ImageError, SuperneuronError
-from superneuron_ros.vlm.capture import (capture_activations, last_positions, Site, StopForward,
-                                         Watcher)
+from superneuron_ros.vlm.capture import (capture_activations, capture_image_features,
+                                         last_positions, Site, StopForward, VISION, Watcher)
 from superneuron_ros.vlm.loading import LoadedModel
 from superneuron_ros.vlm.prefix import expand_like, pack, Packed
 import torch
@@ -167,17 +168,27 @@ class Engine:
         Read `sites` for a batch where each prompt has its own image (calibration).
 
         `sites` maps (layer, site) to the coordinates to keep (None: all). Returns float32 CPU
-        tensors of shape [batch, n] in the order of the given coordinates.
+        tensors of shape [batch, n] in the order of the given coordinates. With the key
+        :data:`~superneuron_ros.vlm.capture.VISION` (value None), the same pass also returns the
+        projector output averaged over each image's tokens, [batch, hidden], under that key.
         """
         inputs = self.preprocess(images, prompts)
-        sites = self._device_sites(sites)
+        vision = VISION in sites
+        sites = self._device_sites({key: idx for key, idx in sites.items() if key != VISION})
         deepest = max(layer for layer, _ in sites)
         with capture_activations(self.layers, sites, deepest) as capture:
             capture.positions = last_positions(inputs['attention_mask'])
-            try:
-                self.loaded.base_model(**inputs, use_cache=False)
-            except StopForward:
-                pass
+            reading = capture_image_features(self.loaded.base_model) if vision else nullcontext([])
+            with reading as features:
+                try:
+                    self.loaded.base_model(**inputs, use_cache=False)
+                except StopForward:
+                    pass
+        if vision:
+            if len(features) != len(images):
+                raise SuperneuronError(f'the vision tower returned {len(features)} feature '
+                                       f'sets for {len(images)} images')
+            capture.values[VISION] = torch.stack(features)
         return capture.values
 
     @torch.inference_mode()

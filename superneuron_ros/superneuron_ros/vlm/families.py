@@ -77,6 +77,11 @@ def _smolvlm_bound(image_processor: Any, side: int) -> Any:
     return max(tile, int(round(side / tile)) * tile)
 
 
+def _same_side(image_processor: Any, side: int) -> int:
+    """Return `side`: the bound is the side itself (Qwen's pixel budget of side x side)."""
+    return int(side)
+
+
 @dataclass(frozen=True)
 class Family:
     """What differs between VLM families, kept to data and a few small functions."""
@@ -91,6 +96,12 @@ class Family:
     positions: Callable[[nn.Module, Sequence[int], dict[str, Any]], torch.Tensor] = \
         _linear_positions  # (base model, token ids, processor outputs) -> [R, T]
     longest_edge_bound: Callable[[Any, int], Any] = _no_bound  # image processor, side -> value
+    bounded_side: Callable[[Any, int], int] = _same_side  # the side a bound of `side` sets
+
+    @property
+    def takes_vision_side(self) -> bool:
+        """Return whether the processor's resize has a bound to set (Qwen, SmolVLM)."""
+        return self.longest_edge_bound is not _no_bound
 
     def text_model(self, base_model: nn.Module) -> nn.Module:
         """Return the language model (embeddings, decoder layers, final norm) of a base model."""
@@ -146,7 +157,7 @@ FAMILIES: tuple[Family, ...] = (
            positions=_mrope_positions, longest_edge_bound=_qwen_bound),
     Family('smolvlm', 'SmolVLM (Idefics3)', ('smolvlm', 'idefics3'), 'text_model',
            ('pixel_values', 'pixel_attention_mask'), _first_image_per_item,
-           nested_images=True, longest_edge_bound=_smolvlm_bound),
+           nested_images=True, longest_edge_bound=_smolvlm_bound, bounded_side=_smolvlm_bound),
 )
 
 
