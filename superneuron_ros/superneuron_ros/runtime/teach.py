@@ -208,8 +208,13 @@ def load_teach_set(dataset: Path, name: str, question: str = '',
     The question and labels come from the request; when both are empty, from the dataset's task
     file (which ``~/record`` writes). DataError says what is missing or wrong.
     """
+    if question and labels:
+        task = TaskSpec(name=name, question=question, labels=tuple(labels))
+    elif question or labels:
+        raise DataError('give both the question and the labels (or neither, to take them from '
+                        "the dataset's task file)")
     jsonl, task_file = find_labelled_set(Path(dataset), name)
-    if not question and not labels:
+    if not question:
         if task_file is None:
             raise DataError(f'no question and labels given and no task file beside {jsonl}; '
                             'give the question and the labels')
@@ -217,11 +222,6 @@ def load_teach_set(dataset: Path, name: str, question: str = '',
         if task.name != name:
             raise DataError(f'the task file {task_file} defines task {task.name!r}, not '
                             f'{name!r}; give the question and the labels')
-    elif not question or not labels:
-        raise DataError('give both the question and the labels (or neither, to take them from '
-                        "the dataset's task file)")
-    else:
-        task = TaskSpec(name=name, question=question, labels=tuple(labels))
     return task, load_labelled_set(jsonl, task)
 
 
