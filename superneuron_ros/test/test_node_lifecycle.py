@@ -208,8 +208,8 @@ def test_parameters_are_validated_at_runtime(harness):
     assert not result.successful and 'not in cameras' in result.reason
     result = h.set_parameter('standing_tasks', ['door@front:x'])
     assert not result.successful and 'positive number' in result.reason
-    result = h.set_parameter('profiles', ['/elsewhere'])
-    assert result.successful
+    result = h.set_parameter('profiles', ['/elsewhere'])  # applied at once now: refused
+    assert not result.successful and 'does not exist' in result.reason
     wait_until(lambda: h.client.count_publishers(f'{FQN}/answers/door') == 1,
                what='the door publisher')
     assert h.set_parameter('standing_tasks', ['room@front:5.0']).successful

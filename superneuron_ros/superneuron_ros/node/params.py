@@ -41,6 +41,7 @@ from superneuron_ros.node.compat import parameter_override
 from superneuron_ros.vlm.config import LoadConfig
 
 TRANSPORTS = ('raw', 'compressed')
+DEFAULT_DATA_DIR = '~/.local/share/superneuron'  # recorded sets and taught profiles
 _NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*\Z')
 # Parameters that may change while the node runs; every other one is read-only.
 CHANGEABLE = ('profiles', 'default_camera', 'max_image_age', 'max_image_pixels',
@@ -88,6 +89,8 @@ class NodeSettings:
     accept_failed_selftest: bool = False
     allow_quantization_mismatch: bool = False
     profiles: tuple[str, ...] = ()
+    max_exit_layer: int = -1  # load at least this deep (-1: the deepest profile)
+    data_dir: str = DEFAULT_DATA_DIR
     cameras: tuple[CameraSpec, ...] = ()
     default_camera: str = ''
     max_image_age: float = 1.0
@@ -263,8 +266,14 @@ def declare_node_parameters(node: Node) -> None:
     _declare(node, 'dtype', d.dtype, _descriptor(
         'Compute dtype.', True, constraints='auto, float32, float16 or bfloat16'))
     _declare(node, 'profiles', Parameter.Type.STRING_ARRAY, _descriptor(
-        'Profile folders, or folders of them, made by `superneuron calibrate`; read at '
-        'configure (change it, then cleanup and configure).'))
+        'Profile folders, or folders of them, made by `superneuron calibrate`. Changeable while '
+        'configured: added profiles load at once (within the loaded layers), removed ones '
+        'unload; a change that cannot be applied is refused with the reason.'))
+    _declare(node, 'max_exit_layer', d.max_exit_layer, _descriptor(
+        'Load the decoder at least to this layer (room for profiles added or taught later); '
+        '-1: as deep as the deepest profile.', True, ints=(-1, 100000)))
+    _declare(node, 'data_dir', d.data_dir, _descriptor(
+        'Folder of recorded datasets and taught profiles; record and teach stay inside it.', True))
     _declare(node, 'cameras', ['camera'], _descriptor(
         'Camera names; each has <name>.topic and <name>.transport parameters.', True))
     for name in dict.fromkeys(_string_list(node, 'cameras')):
@@ -333,6 +342,7 @@ def read_settings(node: Node) -> NodeSettings:
         accept_failed_selftest=value('accept_failed_selftest').value,
         allow_quantization_mismatch=value('allow_quantization_mismatch').value,
         profiles=tuple(_string_list(node, 'profiles')),
+        max_exit_layer=value('max_exit_layer').value, data_dir=value('data_dir').value,
         cameras=tuple(cameras), default_camera=value('default_camera').value,
         max_image_age=value('max_image_age').value,
         max_image_pixels=value('max_image_pixels').value,

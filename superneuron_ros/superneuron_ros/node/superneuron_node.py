@@ -36,15 +36,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data, qos_profile_services_default
 from sensor_msgs.msg import CompressedImage, Image
 from superneuron_interfaces.msg import LatencyStats
 from superneuron_interfaces.srv import Ask, ListTasks
-from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.errors import ProfileError, SuperneuronError
 from superneuron_ros.node.annotated import AnnotatedImages
 from superneuron_ros.node.answering import Answerer
 from superneuron_ros.node.cameras import FrameStore
 from superneuron_ros.node.diagnostics import build_diagnostics
+from superneuron_ros.node.live_profiles import standing_name, validate_change, with_profile
 from superneuron_ros.node.messages import latency_msg
 from superneuron_ros.node.model import load_runtime, ModelSlot
 from superneuron_ros.node.outputs import AnswerTopics
@@ -60,12 +62,6 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 # Many Ask clients may call at once; requests wait in this queue (default depth 10) until taken.
 SERVICE_QOS = copy.copy(qos_profile_services_default)
 SERVICE_QOS.depth = 100
-
-
-def standing_name(task: StandingTask) -> str:
-    """Return a standing task as written in the parameter: TASK@CAMERA or TASK@CAMERA:RATE."""
-    rate = f':{task.rate_hz:g}' if task.rate_hz > 0 else ''
-    return f'{task.task}@{task.camera}{rate}'
 
 
 class SuperneuronNode(LifecycleNode):
@@ -348,24 +344,23 @@ class SuperneuronNode(LifecycleNode):
     # Parameters ----------------------------------------------------------------------------
 
     def _validate_parameters(self, params: list) -> SetParametersResult:
-        try:
-            updated = updated_settings(self.settings, params)
-        except ParameterError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        loaded = self.model.tasks
-        unknown = [t.task for t in updated.standing_tasks if loaded and t.task not in loaded]
-        if unknown and any(p.name == 'standing_tasks' for p in params):
-            return SetParametersResult(successful=False, reason=(
-                f'standing_tasks names task(s) {unknown} that are not loaded; loaded tasks are '
-                f'{sorted(loaded)}'))
-        return SetParametersResult(successful=True)
+        reason = validate_change(self.settings, params, self.model)  # applies a profiles change
+        return SetParametersResult(successful=not reason, reason=reason)
+
+    def add_taught_profile(self, path: str) -> None:
+        """Load a new profile folder and append it to the profiles parameter (ProfileError)."""
+        entries = with_profile(self.settings.profiles, path)
+        result = self.set_parameters([Parameter('profiles', value=entries)])[0]
+        if not result.successful:
+            raise ProfileError(result.reason)
 
     def _apply_parameters(self, params: list) -> None:
         old, self.settings = self.settings, updated_settings(self.settings, params)
         self.stats.set_window(self.settings.latency_window)
         if self.settings.diagnostics_period != old.diagnostics_period:
             self._start_monitor_timer()
-        if self.settings.standing_tasks != old.standing_tasks and self._active:
+        if self._active and (self.settings.standing_tasks != old.standing_tasks
+                             or self.settings.profiles != old.profiles):
             self._start_standing(self.settings.standing_tasks)
             self.get_logger().info(
                 f'standing tasks now {[standing_name(t) for t in self.standing]}')

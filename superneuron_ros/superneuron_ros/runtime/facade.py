@@ -114,6 +114,57 @@ def _check_profile(profile: Profile, fingerprint: ModelFingerprint,
             'measure it with `superneuron eval --quantization ...` or recalibrate']
 
 
+def _task_info(profile: Profile, path: Path) -> TaskInfo:
+    return TaskInfo(
+        name=profile.task.name, question=profile.task.question,
+        labels=tuple(profile.task.labels), exit_layer=profile.exit_layer,
+        num_neurons=len(profile.index),
+        calibration_accuracy=float(profile.metrics.get('heldout_accuracy', float('nan'))),
+        yes_index=profile.task.yes_index, profile_path=str(path))
+
+
+def loaded_fingerprint(loaded: LoadedModel, layer: int) -> ModelFingerprint:
+    """
+    Return the fingerprint of a loaded model for profiles exiting at `layer`.
+
+    The same call as `superneuron calibrate` makes: the model folder, the full model's config,
+    the quantization and which modules it covers, from the load config.
+    """
+    config = loaded.load_config
+    return model_fingerprint(Path(config.model_path).expanduser(), loaded.config,
+                             config.quantization, layer, config.quantized_modules)
+
+
+def _fingerprint_for(loaded: LoadedModel, layer: int,
+                     cache: dict[int, ModelFingerprint]) -> ModelFingerprint:
+    if layer not in cache:
+        cache[layer] = loaded_fingerprint(loaded, layer)
+    return cache[layer]
+
+
+def _check_loadable(profile: Profile, loaded: LoadedModel,
+                    fingerprints: dict[int, ModelFingerprint]) -> list[str]:
+    """Check one profile against a loaded model (fingerprint, prompt); return its warnings."""
+    fingerprint = _fingerprint_for(loaded, profile.fingerprint.hash_layer, fingerprints)
+    warnings = _check_profile(profile, fingerprint, loaded.load_config)
+    _check_prompt(profile, loaded.processor)
+    return warnings
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """Checked profiles to add and task names to remove (:meth:`Runtime.prepare_change`)."""
+
+    profiles: tuple[Profile, ...]
+    paths: tuple[Path, ...]
+    remove: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def tasks_after(self, loaded: Sequence[str]) -> list[str]:
+        """Return the task names loaded once the change is applied to `loaded`."""
+        return [n for n in loaded if n not in self.remove] + [p.task.name for p in self.profiles]
+
+
 class Runtime:
     """Loaded profiles and the truncated model they need; thread-compatible, not thread-safe."""
 
@@ -129,47 +180,42 @@ class Runtime:
         self.warnings = tuple(warnings)
         self.profiles = {profile.task.name: profile for profile in profiles}
         self.classifiers = {name: SuperNeuronClassifier(p) for name, p in self.profiles.items()}
-        self.tasks = {
-            profile.task.name: TaskInfo(
-                name=profile.task.name, question=profile.task.question,
-                labels=tuple(profile.task.labels), exit_layer=profile.exit_layer,
-                num_neurons=len(profile.index),
-                calibration_accuracy=float(profile.metrics.get('heldout_accuracy', float('nan'))),
-                yes_index=profile.task.yes_index, profile_path=str(path))
-            for profile, path in zip(profiles, paths)}
+        self.tasks = {profile.task.name: _task_info(profile, path)
+                      for profile, path in zip(profiles, paths)}
         self._plans: dict[tuple[str, ...], CallPlan] = {}
+        self._fingerprints: dict[int, ModelFingerprint] = {}  # by hash layer
 
     @classmethod
-    def load(cls, load_config: LoadConfig, profile_paths: Sequence[str | Path]) -> 'Runtime':
+    def load(cls, load_config: LoadConfig, profile_paths: Sequence[str | Path],
+             max_exit_layer: int | None = None) -> 'Runtime':
         """
         Load profiles (dirs or folders of dirs) and the model truncated at their deepest layer.
+
+        With ``max_exit_layer`` >= 0 the model is loaded at least that deep (room for profiles
+        added later, see :meth:`add_profiles`), and `profile_paths` may be empty; None or a
+        negative value: exactly as deep as the deepest profile.
 
         Raises ProfileError for missing, corrupt or duplicate profiles, ProfileMismatchError for a
         profile made for another model, and the loading errors of :func:`load_model`.
         """
-        paths = find_profiles(profile_paths)
-        if not paths:
+        room = max_exit_layer if max_exit_layer is not None and max_exit_layer >= 0 else None
+        paths = find_profiles(profile_paths) if profile_paths or room is None else []
+        if not paths and room is None:
             raise ProfileError(f'no profiles found in {list(map(str, profile_paths))}; calibrate '
-                               'one with `superneuron calibrate`')
+                               'one with `superneuron calibrate`, or set max_exit_layer to load '
+                               'the model without profiles')
         profiles = [Profile.load(path) for path in paths]
         names = [p.task.name for p in profiles]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ProfileError(f'several profiles define task(s) {duplicates}; keep one each')
-        deepest = max(p.exit_layer for p in profiles)
+        deepest = max([p.exit_layer for p in profiles] + ([room] if room is not None else []))
         loaded = load_model(with_exit_layer(load_config, deepest))
         warnings: list[str] = []
         try:
-            folder = Path(load_config.model_path).expanduser()
-            by_layer = {}
+            fingerprints: dict[int, ModelFingerprint] = {}
             for profile in profiles:
-                layer = profile.fingerprint.hash_layer
-                if layer not in by_layer:
-                    by_layer[layer] = model_fingerprint(folder, loaded.config,
-                                                        load_config.quantization, layer,
-                                                        load_config.quantized_modules)
-                warnings += _check_profile(profile, by_layer[layer], load_config)
-                _check_prompt(profile, loaded.processor)
+                warnings += _check_loadable(profile, loaded, fingerprints)
             selftest = run_selftest(load_config.quantization, loaded.device, loaded.dtype)
             if not selftest.ok:
                 if not load_config.accept_failed_selftest:
@@ -188,12 +234,100 @@ class Runtime:
             LOG.warning('%s', warning)
         LOG.info('runtime ready: %d task(s) %s, exit layer %d, %s; %s', len(profiles), names,
                  deepest, load_config.quantization, selftest.message)
-        return cls(loaded, profiles, paths, selftest, warnings)
+        runtime = cls(loaded, profiles, paths, selftest, warnings)
+        runtime._fingerprints.update(fingerprints)
+        return runtime
+
+    @property
+    def loaded_depth(self) -> int:
+        """Return the number of decoder layers loaded (the deepest usable exit layer + 1)."""
+        return self.engine.num_loaded_layers
 
     @property
     def exit_layer(self) -> int:
-        """Return the deepest exit layer among the loaded profiles (loaded depth minus one)."""
+        """Return the deepest layer loaded: the deepest exit layer a profile may use."""
         return self.engine.num_loaded_layers - 1
+
+    def model_fingerprint(self, layer: int) -> ModelFingerprint:
+        """
+        Return the loaded model's fingerprint for a profile exiting at `layer`.
+
+        It is the one `superneuron calibrate` records for the same model folder, quantization
+        and exit layer (both call :func:`~superneuron_ros.vlm.fingerprint.model_fingerprint`
+        through :func:`loaded_fingerprint`), so a profile calibrated inside the node loads
+        everywhere the offline one would.
+        """
+        return _fingerprint_for(self.loaded, layer, self._fingerprints)
+
+    def prepare_change(self, add: Sequence[str | Path] = (),
+                       remove: Sequence[str] = ()) -> ProfileChange:
+        """
+        Load and check the profiles in `add` and the task names in `remove`; change nothing.
+
+        Each added profile is checked exactly as :meth:`load` checks one (fingerprint with the
+        quantization rules, prompt placeholder); a task already loaded and not removed, a task
+        defined twice, or a profile needing a layer beyond the loaded depth raise ProfileError;
+        an unknown name in `remove` raises UnknownTaskError.
+        """
+        unknown = [name for name in remove if name not in self.profiles]
+        if unknown:
+            raise UnknownTaskError(f'cannot remove task(s) {unknown}: not loaded (loaded: '
+                                   f'{sorted(self.profiles)})')
+        paths = find_profiles(add) if add else []
+        profiles = [Profile.load(path) for path in paths]
+        names = [p.task.name for p in profiles]
+        kept = set(self.profiles) - set(remove)
+        repeated = sorted({n for n in names if names.count(n) > 1 or n in kept})
+        if repeated:
+            raise ProfileError(f'task(s) {repeated} would be defined twice (already loaded, or '
+                               'by several of the new profiles); remove the loaded one first '
+                               'or keep one profile per task')
+        warnings: list[str] = []
+        for profile, path in zip(profiles, paths):
+            if profile.exit_layer > self.exit_layer:
+                raise ProfileError(
+                    f'profile {profile.name!r} ({path}) needs decoder layer '
+                    f'{profile.exit_layer}, but the node loaded only {self.loaded_depth} '
+                    f'layer(s) (0..{self.exit_layer}); set max_exit_layer >= '
+                    f'{profile.exit_layer} and reconfigure (cleanup + configure)')
+            warnings += _check_loadable(profile, self.loaded, self._fingerprints)
+        return ProfileChange(tuple(profiles), tuple(paths), tuple(dict.fromkeys(remove)),
+                             tuple(warnings))
+
+    def commit(self, change: ProfileChange) -> list[TaskInfo]:
+        """Apply a change from :meth:`prepare_change` at once; return the added tasks."""
+        classifiers = {p.task.name: SuperNeuronClassifier(p) for p in change.profiles}
+        added = [_task_info(p, path) for p, path in zip(change.profiles, change.paths)]
+        gone = set(change.remove)
+        # New dicts, not edits: readers in other threads (ModelSlot.tasks) see one or the other.
+        self.profiles = {**{n: p for n, p in self.profiles.items() if n not in gone},
+                         **{p.task.name: p for p in change.profiles}}
+        self.classifiers = {**{n: c for n, c in self.classifiers.items() if n not in gone},
+                            **classifiers}
+        self.tasks = {**{n: t for n, t in self.tasks.items() if n not in gone},
+                      **{t.name: t for t in added}}
+        self.warnings = tuple(self.warnings) + change.warnings
+        self._plans = {}
+        for warning in change.warnings:
+            LOG.warning('%s', warning)
+        LOG.info('tasks now %s (added %s, removed %s)', list(self.tasks),
+                 [t.name for t in added], list(change.remove))
+        return added
+
+    def add_profiles(self, paths: Sequence[str | Path]) -> list[TaskInfo]:
+        """
+        Add the profiles in `paths` (as :meth:`load` finds them) without reloading the model.
+
+        All or nothing: on any error (see :meth:`prepare_change`) nothing is added.
+        """
+        if not paths:
+            raise ProfileError('no profile paths given; pass profile folders made by '
+                               '`superneuron calibrate`')
+        return self.commit(self.prepare_change(add=paths))
+
+    def remove_tasks(self, names: Sequence[str]) -> None:
+        """Remove loaded tasks; UnknownTaskError (and nothing removed) if one is not loaded."""
+        self.commit(self.prepare_change(remove=names))
 
     def plan(self, task_names: Sequence[str]) -> CallPlan:
         """Return the read plan of a call asking `task_names` (kept for the next such call)."""
