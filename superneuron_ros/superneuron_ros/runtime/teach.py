@@ -51,6 +51,10 @@ import torch
 T = TypeVar('T')
 Run = Callable[[Callable[[Any], T]], T]  # run(fn) -> fn(runtime), e.g. under the model lock
 STAGES = ('capturing', 'searching', 'fitting', 'writing')
+# What a teach changes from `superneuron calibrate`'s defaults, to keep it short in a running node:
+# one repeat of the folds (the final readouts are refitted on every example either way) and no
+# ceiling (a report-only figure, the linear readout over every scalar of each layer).
+TEACH_DEFAULTS = {'repeats': 1, 'ceiling': False}
 EVAL_COMMAND = ('superneuron eval --model MODEL --profile PROFILE --data SET.jsonl '
                 '--methods restricted')
 TEACH_SUFFIX = '.teach'  # hidden temporary folders: .<task>.<random>.teach beside the target
@@ -154,9 +158,11 @@ def teach_options(load_config: Any, loaded_depth: int, max_exit_layer: int | Non
     """
     Return the calibration options of a teach.
 
-    They are `superneuron calibrate`'s defaults with the loaded model's quantization, device and
-    dtype, layers 0..`max_exit_layer` (None or negative: every loaded layer), no baseline and no
-    progress bars; `overrides` replace any field.
+    They are `superneuron calibrate`'s defaults but TEACH_DEFAULTS (one repeat, no ceiling), with
+    the loaded model's quantization, device and dtype, layers 0..`max_exit_layer` (None or
+    negative: every loaded layer), no baseline and no progress bars; `overrides` replace any
+    field. The offline equivalent: ``superneuron calibrate --repeats 1 --no-ceiling
+    --max-layer L --no-baseline`` with the node's quantization.
     """
     if max_exit_layer is None or max_exit_layer < 0:
         max_exit_layer = loaded_depth - 1
@@ -168,7 +174,7 @@ def teach_options(load_config: Any, loaded_depth: int, max_exit_layer: int | Non
     fields = {'max_layer': max_exit_layer, 'readout': readout or 'auto',
               'quantization': load_config.quantization, 'device': load_config.device,
               'dtype': load_config.dtype, 'quantize_modules': load_config.quantize_modules,
-              'baseline': False, 'progress': False, **overrides}
+              'baseline': False, 'progress': False, **TEACH_DEFAULTS, **overrides}
     return CalibrationOptions(**fields)
 
 
