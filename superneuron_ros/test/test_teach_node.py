@@ -27,6 +27,8 @@ import time
 
 from action_msgs.msg import GoalStatus
 from calibrated_fixture import torch_threads
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from node_helpers import active_node, RosClient, wait_until, write_params
 from node_process_fixtures import image_msg, scene_image
 import pytest
@@ -194,3 +196,22 @@ def test_deeper_than_loaded_and_bad_requests_are_refused(node, ros):
         assert response.status == GoalStatus.STATUS_ABORTED, goal
         assert message in response.result.error, response.result.error
     assert not (node['data_dir'] / 'profiles' / 'green_present').exists()
+
+
+def test_a_goal_is_rejected_while_the_node_is_inactive(node, ros):
+    """Deactivated, the node rejects teach goals (and logs why); activated, it accepts again."""
+    def transition(which: int) -> bool:
+        request = ChangeState.Request(transition=Transition(id=which))
+        return ros.call(ChangeState, f'{NODE}/change_state', request, timeout=60.0).success
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    try:
+        assert not _send(ros, _goal('blue_present')).accepted
+        wait_until(lambda: 'the node is not active' in node['process'].log(), timeout=10.0,
+                   what='the logged reason of the rejection')
+    finally:
+        assert transition(Transition.TRANSITION_ACTIVATE)
+    handle = _send(ros, _goal('blue_present'))  # no dataset recorded for it: a clear error
+    assert handle.accepted
+    response = ros.wait(handle.get_result_async(), 60.0)
+    assert response.status == GoalStatus.STATUS_ABORTED
+    assert 'does not exist' in response.result.error and '~/record' in response.result.error
