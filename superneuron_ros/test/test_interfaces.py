@@ -33,6 +33,7 @@ from superneuron_interfaces.msg import LatencyStats
 from superneuron_interfaces.msg import TaskInfo
 from superneuron_interfaces.srv import Ask
 from superneuron_interfaces.srv import ListTasks
+from superneuron_interfaces.srv import Record
 
 SERVER = Path(__file__).resolve().parent / 'interfaces_echo_server.py'
 
@@ -41,7 +42,8 @@ IDL_NAMES = {'bool': 'boolean', 'byte': 'octet', 'char': 'uint8', 'float32': 'fl
              'float64': 'double'}
 TYPES = {'msg/Answer.msg': [Answer], 'msg/LatencyStats.msg': [LatencyStats],
          'msg/TaskInfo.msg': [TaskInfo], 'srv/Ask.srv': [Ask.Request, Ask.Response],
-         'srv/ListTasks.srv': [ListTasks.Request, ListTasks.Response]}
+         'srv/ListTasks.srv': [ListTasks.Request, ListTasks.Response],
+         'srv/Record.srv': [Record.Request, Record.Response]}
 
 
 def idl_type(ros_type: str) -> str:
@@ -67,7 +69,7 @@ def declared_fields(text: str) -> list[list[tuple[str, str]]]:
 
 
 INTERFACE_FILES = ['msg/Answer.msg', 'msg/LatencyStats.msg', 'msg/TaskInfo.msg',
-                   'srv/Ask.srv', 'srv/ListTasks.srv']
+                   'srv/Ask.srv', 'srv/ListTasks.srv', 'srv/Record.srv']
 FIELD_LINE = re.compile(r'^[A-Za-z][\w/]*(\[\d*\])?\s+[a-z]\w*(\s*=.*)?$')
 
 

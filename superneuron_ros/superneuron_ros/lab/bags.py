@@ -36,11 +36,11 @@ import shutil
 import tempfile
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 from superneuron_ros.errors import DataError, ImageError
 from superneuron_ros.method.tasks import TaskSpec, write_labelled_set
 from superneuron_ros.node.image_conversion import compressed_to_rgb, image_to_rgb
+from superneuron_ros.node.recording import labelled_set_path, png_bytes, task_file_path
 
 LOG = logging.getLogger(__name__)
 
@@ -130,13 +130,6 @@ def _to_rgb(msg: object, msgtype: str) -> np.ndarray:
     return image_to_rgb(msg)
 
 
-def _png(image: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ImageError('OpenCV could not encode a PNG image')
-    return buffer.tobytes()
-
-
 def _frames(bag: Path, topic: str, label_topic: str | None) -> Iterator[tuple]:
     """Yield (log time ns, bag start ns, msgtype, message or label text) in time order."""
     from rosbags.highlevel import AnyReader
@@ -190,7 +183,7 @@ def import_bag(bag: str | os.PathLike, topic: str, out: str | os.PathLike, task:
         raise DataError(f'{out} already exists; choose another folder or pass --force')
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
-    summary = ImportSummary(out=out, labelled_set=out / f'{task.name}.jsonl')
+    summary = ImportSummary(out=out, labelled_set=labelled_set_path(out, task.name))
     try:
         (tmp / 'images').mkdir()
         records, current, last_kept = [], None, None
@@ -218,7 +211,7 @@ def import_bag(bag: str | os.PathLike, topic: str, out: str | os.PathLike, task:
                 summary.skip('undecodable')
                 continue
             name = f'images/{task.name}_{len(records):06d}.png'
-            (tmp / name).write_bytes(_png(image))
+            (tmp / name).write_bytes(png_bytes(image))
             records.append({'image': name, 'task': task.name, 'answer': label,
                             'stamp_ns': int(stamp), 'source': f'{bag.name}:{topic}'})
             summary.counts[label] = summary.counts.get(label, 0) + 1
@@ -228,8 +221,8 @@ def import_bag(bag: str | os.PathLike, topic: str, out: str | os.PathLike, task:
             raise DataError(f'no labelled frame of {topic!r} in {bag} (seen '
                             f'{summary.frames_seen}, skipped {summary.skipped}); check the label '
                             'topic or ranges and the task labels')
-        task.to_yaml(tmp / 'tasks' / f'{task.name}.yaml')
-        write_labelled_set(tmp / f'{task.name}.jsonl', records)
+        task.to_yaml(task_file_path(tmp, task.name))
+        write_labelled_set(labelled_set_path(tmp, task.name), records)
         if out.exists():
             shutil.rmtree(out)
         os.rename(tmp, out)

@@ -24,21 +24,13 @@ import os
 from pathlib import Path
 import zlib
 
-import cv2
 import numpy as np
-from superneuron_ros.errors import DataError, ImageError
+from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task, image_hw, render, sample_scene_for, TASKS
 from superneuron_ros.method.tasks import write_labelled_set
+from superneuron_ros.node.recording import png_bytes
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an RGB image as PNG bytes."""
-    ok, buffer = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ImageError('OpenCV could not encode a PNG image')
-    return buffer.tobytes()
 
 
 def write_dataset(out_dir: str | os.PathLike, n: int, seed: int,

@@ -72,7 +72,8 @@ class Answerer:
         if repeated:
             raise UnknownTaskError(f'tasks {repeated} are asked more than once; ask each once')
 
-    def _frame(self, request: Any, settings: NodeSettings, now: float) -> Any:
+    def frame(self, request: Any, settings: NodeSettings, now: float) -> Any:
+        """Return the camera frame a request names (ImageError: unknown camera, none, stale)."""
         camera = request.camera or settings.resolved_default_camera
         if camera not in self.store.cameras:
             raise ImageError(f'unknown camera {camera!r}; cameras are '
@@ -102,7 +103,7 @@ class Answerer:
         if len(request.image.data) > 0:
             msg, key, source = request.image, None, REQUEST_SOURCE
         else:
-            frame = self._frame(request, settings, now)
+            frame = self.frame(request, settings, now)
             msg, key, source = frame.msg, (frame.camera, frame.seq), ASK_PREFIX + frame.camera
         check_msg(msg, settings.max_image_pixels, settings.max_aspect_ratio)
         return Job(tuple(tasks), msg, key, source, now)

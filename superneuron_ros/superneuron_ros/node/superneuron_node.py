@@ -40,7 +40,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data, qos_profile_services_default
 from sensor_msgs.msg import CompressedImage, Image
 from superneuron_interfaces.msg import LatencyStats
-from superneuron_interfaces.srv import Ask, ListTasks
+from superneuron_interfaces.srv import Ask, ListTasks, Record
 from superneuron_ros.errors import ProfileError, SuperneuronError
 from superneuron_ros.node.annotated import AnnotatedImages
 from superneuron_ros.node.answering import Answerer
@@ -53,6 +53,7 @@ from superneuron_ros.node.outputs import AnswerTopics
 from superneuron_ros.node.params import (check_standing_tasks, declare_node_parameters,
                                          NodeSettings, ParameterError, read_settings,
                                          StandingTask, updated_settings)
+from superneuron_ros.node.recording import Recorder
 from superneuron_ros.node.standing import StandingScheduler
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
 from superneuron_ros.node.teaching import Teaching
@@ -107,6 +108,10 @@ class SuperneuronNode(LifecycleNode):
                             callback_group=self._service_group)
         self.create_service(ListTasks, '~/list_tasks', self.answerer.list_tasks,
                             qos_profile=SERVICE_QOS, callback_group=self._service_group)
+        self.recorder = Recorder(lambda: self.settings, lambda request: self.answerer.frame(
+            request, self.settings, time.monotonic()), lambda: self._active)
+        self.create_service(Record, '~/record', self.recorder.handle, qos_profile=SERVICE_QOS,
+                            callback_group=self._service_group)
         self.teaching = Teaching(self, lambda: self._active and not self._shutting_down,
                                  self._wake, self._service_group)  # ~/teach
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
