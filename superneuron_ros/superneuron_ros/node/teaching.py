@@ -39,7 +39,8 @@ from typing import Any, Callable
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.task import Future
 from superneuron_interfaces.action import Teach
-from superneuron_ros.errors import DataError, SuperneuronError
+from superneuron_ros.errors import SuperneuronError
+from superneuron_ros.node.recording import inside_data_dir
 
 PROFILES_DIR, DATASETS_DIR = 'profiles', 'datasets'  # under data_dir
 JOIN_TIMEOUT_S = 30.0  # how long stopping waits for a teach thread to end
@@ -96,20 +97,6 @@ def _feedback(job: TeachJob) -> Teach.Feedback:
         msg.layers_total = state.layers_total
         msg.search_steps_done, msg.search_steps_total = state.steps_done, state.steps_total
     return msg
-
-
-def inside(data_dir: str, path: str, default: str) -> Path:
-    """
-    Resolve `path` (relative: to `data_dir`; empty: `default` under it) inside `data_dir`.
-
-    Raises DataError for a path that resolves outside `data_dir`.
-    """
-    root = Path(data_dir).expanduser().resolve()
-    resolved = (root / Path(path or default).expanduser()).resolve()
-    if resolved != root and root not in resolved.parents:
-        raise DataError(f'{path} is outside data_dir {root}; give a path inside it (relative '
-                        'paths are taken from data_dir)')
-    return resolved
 
 
 class Teaching:
@@ -175,8 +162,8 @@ class Teaching:
         try:
             data_dir = self.node.settings.data_dir
             try:
-                dataset = inside(data_dir, goal.dataset, f'{DATASETS_DIR}/{goal.task}')
-                target = inside(data_dir, f'{PROFILES_DIR}/{goal.task}', '')
+                dataset = inside_data_dir(data_dir, goal.dataset, f'{DATASETS_DIR}/{goal.task}')
+                target = inside_data_dir(data_dir, f'{PROFILES_DIR}/{goal.task}', '')
             except SuperneuronError as exc:
                 return self._fail(goal_handle, result, job, exc)
             log.info(f'teaching {goal.task!r} from {dataset} into {target}')
