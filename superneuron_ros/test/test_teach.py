@@ -155,7 +155,7 @@ def test_deeper_than_loaded_and_bad_sets_are_refused(setup, tmp_path):
     class Other:  # a runtime object that differs from the one the teach started with
         def __getattr__(self, name):
             return getattr(runtime, name)
-    runtimes = iter([runtime] * 6 + [Other()] * 50)  # two batches, then another model
+    runtimes = iter([runtime] * 4 + [Other()] * 50)  # two batches, then another model
     with torch_threads(1), pytest.raises(TeachError, match='loaded another model'):
         teach(lambda fn: fn(next(runtimes)), YELLOW, examples, target, **FAST)
     assert not target.exists()

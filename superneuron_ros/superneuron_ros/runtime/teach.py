@@ -109,11 +109,12 @@ class RuntimeSource:
     """
 
     def __init__(self, run: Run) -> None:
-        """Read the loaded model's folder, load config and depth (one call each)."""
+        """Read the loaded model's load config, depth and tasks (in one call)."""
         self._run = run
         self._runtime: Any = None
-        self.load_config = self.call(lambda runtime: runtime.loaded.load_config)
-        self.loaded_depth = int(self.call(lambda runtime: runtime.loaded_depth))
+        self.load_config, depth, self.tasks = self.call(lambda runtime: (
+            runtime.loaded.load_config, runtime.loaded_depth, dict(runtime.tasks)))
+        self.loaded_depth = int(depth)
         self.folder = Path(self.load_config.model_path).expanduser()
         self.baseline_unavailable = no_baseline_reason(self.loaded_depth)
 
@@ -279,14 +280,13 @@ def teach(run: Run, task: TaskSpec, examples: Sequence[Example], target: str | o
     """
     started = time.perf_counter()
     target = Path(target)
-    loaded = run(lambda runtime: dict(runtime.tasks))
-    if task.name in loaded:
+    source = RuntimeSource(run)
+    if task.name in source.tasks:
         raise TeachError(f'task {task.name!r} is already loaded (from '
-                         f'{loaded[task.name].profile_path}); remove it from the profiles '
+                         f'{source.tasks[task.name].profile_path}); remove it from the profiles '
                          'parameter first, or teach it under another name')
     if target.exists():
         raise TeachError(f'{target} already exists; remove it or teach under another name')
-    source = RuntimeSource(run)
     options = teach_options(source.load_config, source.loaded_depth, max_exit_layer, readout,
                             **overrides)
     deepest = search_depth(options, source.loaded_depth, 'the loaded model',
