@@ -62,3 +62,12 @@ def test_demo_runs_to_its_summary(calibrated_red_present, tmp_path):
     assert 'taught yellow_present at run time' in result.stdout
     assert summary['frames'], 'latency statistics from the node'
     assert 'summary: answers from the superneuron node' in result.stdout
+
+
+def test_longest_gap_counts_the_window_edges():
+    """The gap before the first answer in a window runs from the last answer before it."""
+    from superneuron_ros.lab.demo.teach_flow import longest_gap
+    assert longest_gap([1.0, 2.0, 5.0], 1.5, 6.0) == 3.0  # 2 -> 5
+    assert longest_gap([1.0, 2.0], 1.5, 9.0) == 7.0  # 2 -> the window's end
+    assert longest_gap([], 3.0, 4.5) == 1.5  # no answer at all
+    assert longest_gap([0.0, 4.0], 1.0, 2.0) == 2.0  # from the answer at 0 to the end

@@ -71,8 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help='seconds the new question is answered after the teach (default 15)')
     parser.add_argument('--forever', action='store_true', help='run until Ctrl-C')
     parser.add_argument('--rate', type=float, default=2.0, help='camera frames per second')
-    parser.add_argument('--ask-rate', type=float, default=1.0,
-                        help='Ask calls per second (default 1: more piles up in the queue of '
+    parser.add_argument('--ask-rate', type=float, default=0.5,
+                        help='Ask calls per second (default 0.5: more piles up in the queue of '
                              'a busy 2-core machine)')
     parser.add_argument('--model', default=str(DATA / 'demo_model'), help='model folder')
     parser.add_argument('--profiles', default=str(DATA / 'demo_profiles'),
@@ -294,7 +294,6 @@ def _print_teaching(console, t: dict) -> None:
                   f'(95% Wilson {low:.3f}-{high:.3f}; {fresh["by_source"]})', highlight=False)
     console.print(f"  the model's own accuracy: {t['model_accuracy_note'] or t['model_accuracy']}",
                   highlight=False)
-    console.print('  standing answers p95: ' + ', '.join(
-        f'{name} {row["p95_ms"]:.0f} ms (n={row["answers"]})' for name, row in latency.items())
-        + f'; longest gap without one while teaching: {t["longest_gap_teaching_s"]:.2f} s',
-        highlight=False)
+    console.print('  standing answers, p95 latency and longest gap on front: ' + ', '.join(
+        f'{name} {row["p95_ms"]:.0f} ms / {row["longest_gap_s"]:.1f} s (n={row["answers"]})'
+        for name, row in latency.items()), highlight=False)

@@ -58,6 +58,9 @@ TEACH_DEFAULTS = {'repeats': 1, 'ceiling': False}
 EVAL_COMMAND = ('superneuron eval --model MODEL --profile PROFILE --data SET.jsonl '
                 '--methods restricted')
 TEACH_SUFFIX = '.teach'  # hidden temporary folders: .<task>.<random>.teach beside the target
+# After each capture batch the teach sleeps this long, off the model lock: a plain lock hands
+# itself to no one, so this is when a waiting answer takes it (the calls interleave).
+YIELD_S = 0.02
 
 
 class TeachError(SuperneuronError):
@@ -108,9 +111,10 @@ class RuntimeSource:
     reconfigured meanwhile) stops the teach with TeachError rather than mixing two models.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, yield_s: float = YIELD_S) -> None:
         """Read the loaded model's load config, depth and tasks (in one call)."""
         self._run = run
+        self.yield_s = yield_s
         self._runtime: Any = None
         self.load_config, depth, self.tasks = self.call(lambda runtime: (
             runtime.loaded.load_config, runtime.loaded_depth, dict(runtime.tasks)))
@@ -139,7 +143,9 @@ class RuntimeSource:
         def read(runtime: Any) -> dict[tuple[int, str], torch.Tensor]:
             with device_scope(runtime.loaded.device):  # this thread may not be the loader's
                 return runtime.engine.capture(images, prompts, wanted)
-        return self.call(read)
+        values = self.call(read)
+        time.sleep(self.yield_s)
+        return values
 
     def release(self) -> None:
         """Keep the model: it is the node's."""

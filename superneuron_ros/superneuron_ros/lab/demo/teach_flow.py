@@ -191,8 +191,7 @@ def teaching_summary(client: DemoClient, demo: TeachDemo, started: float) -> dic
     Return the teaching figures: times, the new task's accuracy on fresh frames, and latency.
 
     Latency is the standing answers' (the other tasks'), before recording, while recording and
-    while teaching; the longest gap is the longest time without a standing answer on the
-    front camera while teaching.
+    while teaching, each with the longest time without a standing answer on the front camera.
     """
     from superneuron_ros.lab.train_eval import wilson_interval
     with client.lock:
@@ -206,12 +205,13 @@ def teaching_summary(client: DemoClient, demo: TeachDemo, started: float) -> dic
     phases = {'before': (started, marks.get('record_start', math.inf)),
               'recording': (marks.get('record_start', math.inf), marks.get('record_end', 0.0)),
               'teaching': (marks.get('teach_start', math.inf), marks.get('teach_end', 0.0))}
+    front = [e.received for e in standing if e.camera == 'front']
     latency = {name: {'answers': len(chosen),
-                      'p95_ms': percentile([e.latency_ms for e in chosen], 95)}
+                      'p95_ms': percentile([e.latency_ms for e in chosen], 95),
+                      'longest_gap_s': longest_gap(front, start, end) if end > start
+                      else math.nan}
                for name, (start, end) in phases.items()
                for chosen in [_window(standing, start, end)]}
-    front = [e.received for e in standing if e.camera == 'front']
-    start, end = phases['teaching']
     result = demo.result
     first = min((e.received for e in new), default=math.nan)
     return {
@@ -230,5 +230,5 @@ def teaching_summary(client: DemoClient, demo: TeachDemo, started: float) -> dic
                   'wilson95': [low, high],
                   'by_source': dict(Counter(e.source for e, _ in scored))},
         'standing_latency': latency,
-        'longest_gap_teaching_s': longest_gap(front, start, end) if end > start else math.nan,
+        'longest_gap_teaching_s': latency['teaching']['longest_gap_s'],
     }
