@@ -233,3 +233,20 @@ def test_a_goal_is_rejected_while_the_node_is_inactive(node, ros):
     response = ros.wait(handle.get_result_async(), 60.0)
     assert response.status == GoalStatus.STATUS_ABORTED
     assert 'does not exist' in response.result.error and '~/record' in response.result.error
+
+
+def test_sigint_during_a_teach_stops_it_and_leaves_whole_profiles(node, ros):
+    """SIGINT mid-teach: the goal is aborted saying why, the node exits 0, no partial folder."""
+    from superneuron_ros.method.profiles import Profile
+    feedback = []
+    handle = _send(ros, _goal('green_present'), lambda m: feedback.append(m))
+    assert handle.accepted
+    wait_until(lambda: feedback, timeout=30.0, what='the first feedback')
+    result = handle.get_result_async()
+    assert node['process'].interrupt() == 0
+    response = ros.wait(result, 30.0)
+    assert response.status == GoalStatus.STATUS_ABORTED
+    assert 'shutting down' in response.result.error
+    profiles = node['data_dir'] / 'profiles'
+    assert sorted(p.name for p in profiles.iterdir()) == ['yellow_present']
+    assert Profile.load(profiles / 'yellow_present').task.name == 'yellow_present'

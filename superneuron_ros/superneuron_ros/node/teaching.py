@@ -44,6 +44,9 @@ from superneuron_ros.node.recording import inside_data_dir
 
 PROFILES_DIR, DATASETS_DIR = 'profiles', 'datasets'  # under data_dir
 JOIN_TIMEOUT_S = 30.0  # how long stopping waits for a teach thread to end
+# A goal's result goes out after its execute callback returns: a shutting-down node keeps
+# spinning this long after the last goal ended, so that the client gets it.
+RESULT_GRACE_S = 0.5
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Teaching:
         self.job: TeachJob | None = None
         self._reserved = False  # a goal accepted and not finished (one at a time)
         self._stopping = False
+        self._finished = float('-inf')  # monotonic time the last goal ended
         self._thread: threading.Thread | None = None
         self.server = ActionServer(node, Teach, '~/teach', execute_callback=self._execute,
                                    goal_callback=self._on_goal,
@@ -202,6 +206,7 @@ class Teaching:
         finally:
             self.job = None
             self._reserved = False
+            self._finished = time.monotonic()
 
     def _fail(self, goal_handle: Any, result: Teach.Result, job: TeachJob,
               error: Exception) -> Teach.Result:
@@ -221,8 +226,8 @@ class Teaching:
 
     @property
     def idle(self) -> bool:
-        """Whether no goal is accepted and unfinished."""
-        return not self._reserved
+        """Whether no goal is running, and the last one ended RESULT_GRACE_S ago (its result)."""
+        return not self._reserved and time.monotonic() - self._finished >= RESULT_GRACE_S
 
     def cancel(self) -> None:
         """Stop a running teach at its next step and refuse new goals (the node shuts down)."""
