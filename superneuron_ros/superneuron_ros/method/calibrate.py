@@ -76,13 +76,13 @@ class CalibrationResult:
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """
-        Write the profile folder plus report.json in it; return the folder.
+        Write the profile folder with report.json in it, atomically; return the folder.
 
         The plot of the report (report.png) is the lab's: ``superneuron calibrate`` adds it.
         """
-        path = self.profile.save(directory, overwrite=overwrite)
-        write_json(self.report, path / REPORT_JSON)
-        return path
+        return self.profile.save(directory, overwrite=overwrite,
+                                 extra=lambda folder: write_json(self.report,
+                                                                 folder / REPORT_JSON))
 
 
 Wanted = Mapping[tuple[int, str], Any]  # (layer, site) -> coordinates to keep (None: all)

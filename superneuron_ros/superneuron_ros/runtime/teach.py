@@ -22,7 +22,8 @@ supplies (the node passes ``ModelSlot.run``, which calls ``fn(runtime)`` under t
 one capture batch at a time, so the node's answers interleave with the capture. A `cancelled`
 flag is checked between batches and between layers of the search; a cancelled or failed teach
 writes nothing. The profile and its report are written into a hidden temporary folder beside
-the target and renamed into place: the target folder is complete or absent, also after SIGINT.
+the target and renamed into place (``Profile.save``): the target folder is complete or absent,
+also after SIGINT.
 
 The model's own answer (the restricted first-token baseline ``superneuron calibrate`` reports)
 needs the LM head and every decoder layer, which a truncated runtime does not hold: the outcome
@@ -32,15 +33,13 @@ says so, with the offline command that measures it, instead of a number.
 import dataclasses
 import os
 from pathlib import Path
-import shutil
-import tempfile
 import time
 from typing import Any, Callable, Sequence, TypeVar
 import weakref
 
 import numpy as np
-from superneuron_ros.errors import DataError, LayerRangeError, ProfileError, SuperneuronError
-from superneuron_ros.method.calibrate import calibrate_from, CalibrationResult, Wanted
+from superneuron_ros.errors import DataError, LayerRangeError, SuperneuronError
+from superneuron_ros.method.calibrate import calibrate_from, Wanted
 from superneuron_ros.method.calibration_options import (CalibrationCancelled, CalibrationHooks,
                                                         CalibrationOptions, search_depth)
 from superneuron_ros.method.tasks import Example, load_labelled_set, TaskSpec
@@ -57,7 +56,6 @@ STAGES = ('capturing', 'searching', 'fitting', 'writing')
 TEACH_DEFAULTS = {'repeats': 1, 'ceiling': False}
 EVAL_COMMAND = ('superneuron eval --model MODEL --profile PROFILE --data SET.jsonl '
                 '--methods restricted')
-TEACH_SUFFIX = '.teach'  # hidden temporary folders: .<task>.<random>.teach beside the target
 # After each capture batch the teach sleeps this long, off the model lock: a plain lock hands
 # itself to no one, so this is when a waiting answer takes it (the calls interleave).
 YIELD_S = 0.02
@@ -238,26 +236,6 @@ def load_teach_set(dataset: Path, name: str, question: str = '',
     return task, load_labelled_set(jsonl, task)
 
 
-def _write(result: CalibrationResult, target: Path) -> Path:
-    """Write the profile and report.json into a hidden folder beside `target`, then rename."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', suffix=TEACH_SUFFIX,
-                                    dir=target.parent))
-    except OSError as exc:
-        raise ProfileError(f'cannot write a profile in {target.parent}: {exc}') from exc
-    try:
-        written = result.save(tmp / target.name)  # profile.json, neurons, report.json
-        if target.exists():
-            raise ProfileError(f'{target} appeared while teaching; nothing was replaced')
-        os.rename(written, target)
-    except OSError as exc:
-        raise ProfileError(f'cannot write profile {target}: {exc}') from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 class _Progress:
     """Turns the calibration's (stage, done, total) calls into TeachProgress reports."""
 
@@ -303,7 +281,7 @@ def teach(run: Run, task: TaskSpec, examples: Sequence[Example], target: str | o
     if cancelled():
         raise CalibrationCancelled('the teach was cancelled before writing; nothing was written')
     tracker('writing', 0, 1)
-    path = _write(result, target)
+    path = result.save(target)  # atomic: a hidden temporary folder beside it, then renamed
     metrics = result.profile.metrics
     return TeachOutcome(
         profile_path=path, task=task.name, exit_layer=result.profile.exit_layer,
