@@ -17,7 +17,8 @@
 
 One node (a tiny nf4 LLaVA loaded to layer 0, one camera) serves the record, refusal and
 profile tests; a second one, never configured (recording a request image needs no model), is
-stopped with SIGINT while records are being written.
+stopped with SIGINT while records are being written. A third, in this process, loads to
+max_exit_layer with no profile and takes a taught one (the API ~/teach uses).
 """
 
 import json
@@ -31,14 +32,20 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from superneuron_interfaces.msg import Answer
 from superneuron_interfaces.srv import Ask, ListTasks, Record
+from superneuron_ros.errors import ProfileError
 from superneuron_ros.lab import scenes
 from superneuron_ros.lab.bench.quick_profiles import bench_tasks, quick_profiles
 from superneuron_ros.lab.zoo import build_model_folder
+from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.tasks import load_labelled_set, TaskSpec
 from superneuron_ros.node.image_conversion import rgb_to_image
+from superneuron_ros.node.superneuron_node import SuperneuronNode
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.loading import load_model, LoadConfig
 
@@ -180,10 +187,14 @@ def test_record_from_the_camera(node, client, setup):
     assert 'question' not in task_file  # none given: calibrate would ask for it, not guess
 
 
-def _set_profiles(client, paths: list[str]):
-    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=paths)
+def _set_strings(client, name: str, values: list[str]):
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=values)
     return client.call(SetParameters, f'{NODE}/set_parameters', SetParameters.Request(
-        parameters=[ParameterMsg(name='profiles', value=value)])).results[0]
+        parameters=[ParameterMsg(name=name, value=value)])).results[0]
+
+
+def _set_profiles(client, paths: list[str]):
+    return _set_strings(client, 'profiles', paths)
 
 
 def _tasks(client) -> list[str]:
@@ -192,7 +203,7 @@ def _tasks(client) -> list[str]:
 
 
 def test_profiles_parameter_adds_and_removes_tasks(node, client, setup):
-    """A profile added at run time is listed and answered; removed, it is gone."""
+    """A profile added at run time is listed, answered and made standing; removed, it is gone."""
     first, second, third = setup['names']
     at = setup['at']
     assert _tasks(client) == [first]
@@ -201,6 +212,20 @@ def test_profiles_parameter_adds_and_removes_tasks(node, client, setup):
     assert _tasks(client) == [first, second]
     answer = client.call(Ask, f'{NODE}/ask', Ask.Request(tasks=[second], image=_msg(_rgb(5))))
     assert answer.success and answer.answers[0].exit_layer == 0, answer.error
+    answers = client.collect(Answer, f'{NODE}/answers/{second}')
+    standing = [f'{first}@front:2.0', f'{second}@front:5.0']
+    assert _set_strings(client, 'standing_tasks', standing).successful  # a standing task now
+    publisher = client.camera(Image, TOPIC)
+
+    def answered():
+        publisher.publish(_msg(_rgb(8), 8))
+        time.sleep(0.1)
+        return answers
+
+    assert wait_until(answered, what=f'a standing answer of {second}')[0].task == second
+    refused = _set_profiles(client, [at[0][first]])
+    assert not refused.successful and f'{second}@front:5' in refused.reason
+    assert _set_strings(client, 'standing_tasks', standing[:1]).successful
     result = _set_profiles(client, [at[0][first]])
     assert result.successful, result.reason
     assert _tasks(client) == [first]
@@ -273,3 +298,37 @@ def test_sigint_during_records_leaves_every_file_complete(setup, client):
     examples = load_labelled_set(folder / f'{TASK}.jsonl',
                                  TaskSpec.from_yaml(folder / 'tasks' / f'{TASK}.yaml'))
     assert len(examples) == len(lines)
+
+
+def test_max_exit_layer_node_takes_a_taught_profile(setup, rclpy_context):
+    """max_exit_layer 2, no profiles: configure loads 3 layers; add_taught_profile adds one."""
+    first, _, third = setup['names']
+    at = setup['at']
+    node = SuperneuronNode('sn_taught', context=rclpy_context, namespace='/sn_taught',
+                           parameter_overrides=[
+                               Parameter('autostart', value=False),
+                               Parameter('model_path', value=str(setup['model'])),
+                               Parameter('device', value='cpu'),
+                               Parameter('max_exit_layer', value=2),
+                               Parameter('data_dir', value=str(setup['data']))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.model.run(lambda runtime: runtime.loaded_depth) == 3
+        assert node.model.tasks == {} and node.model.report.exit_layer == 2
+        fingerprint = node.model.run(lambda runtime: runtime.model_fingerprint(2))
+        assert fingerprint == Profile.load(at[2][third]).fingerprint
+        node.add_taught_profile(at[2][third])
+        assert list(node.model.tasks) == [third] and node.model.report.tasks == (third,)
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        node.add_taught_profile(at[2][third])  # named already: nothing changes
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        with pytest.raises(ProfileError, match='defined twice'):
+            node.add_taught_profile(at[0][third])
+        assert node.get_parameter('profiles').value == [at[2][third]]
+        result = node.model.answer(_rgb(3), [third])
+        assert result.predictions[0].exit_layer == 2
+        node.add_taught_profile(at[0][first])
+        assert list(node.model.tasks) == [third, first]
+    finally:
+        node.release()
+        node.destroy_node()

@@ -137,3 +137,22 @@ def test_model_fingerprint_is_the_one_profiles_record(setup):
     runtime = Runtime.load(_config(folder), [], max_exit_layer=2)
     for layer in (0, 2):
         assert runtime.model_fingerprint(layer) == Profile.load(profiles[layer][first]).fingerprint
+
+
+def test_override_warnings_come_and_go_with_their_profile(setup, tmp_path):
+    """A profile run under another quantization warns while loaded, not after its removal."""
+    folder, profiles = setup
+    first, second, _ = profiles[0]
+    other = Profile.load(profiles[0][second])
+    nf4 = other.fingerprint.__class__(**{**other.fingerprint.to_dict(), 'quantization': 'nf4',
+                                         'quantized_modules': 'language'})
+    Profile(task=other.task, prompt=other.prompt, exit_layer=other.exit_layer,
+            readouts=other.readouts, fingerprint=nf4,
+            metrics=other.metrics).save(tmp_path / second)
+    config = LoadConfig(str(folder), quantization='none', allow_quantization_mismatch=True)
+    runtime = Runtime.load(config, [profiles[0][first]])
+    assert runtime.warnings == ()
+    runtime.add_profiles([tmp_path / second])
+    assert len(runtime.warnings) == 1 and repr(second) in runtime.warnings[0]
+    runtime.remove_tasks([second])
+    assert runtime.warnings == ()

@@ -21,6 +21,11 @@ among them, checks each profile against the model's fingerprint, runs the quanti
 tasks about one image in one pass: the processor and the vision tower run once, the prompts'
 shared prefix is computed once, and the decoder runs only as deep as the tasks asked in that call
 need, each task answering at its first confident readout (:mod:`superneuron_ros.runtime.plan`).
+
+``max_exit_layer`` loads the model deeper than its profiles need, and profiles are added and
+removed while it is loaded (:meth:`Runtime.prepare_change` checks a change exactly as a load
+checks its profiles, :meth:`Runtime.commit` applies it at once), as long as each exit layer lies
+within the loaded depth.
 """
 
 from dataclasses import dataclass
@@ -306,7 +311,9 @@ class Runtime:
                             **classifiers}
         self.tasks = {**{n: t for n, t in self.tasks.items() if n not in gone},
                       **{t.name: t for t in added}}
-        self.warnings = tuple(self.warnings) + change.warnings
+        removed = tuple(f'profile {name!r} ' for name in gone)  # _check_profile's warnings
+        self.warnings = tuple(w for w in self.warnings
+                              if not w.startswith(removed)) + change.warnings
         self._plans = {}
         for warning in change.warnings:
             LOG.warning('%s', warning)
