@@ -59,16 +59,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--teach-task', default=TEACH_TASK,
                         help=f'scene task taught at run time (default {TEACH_TASK})')
     parser.add_argument('--record', type=int, default=200, help='frames recorded (default 200)')
-    parser.add_argument('--record-rate', type=float, default=8.0,
+    parser.add_argument('--record-rate', type=float, default=10.0,
                         help='frames recorded per second (the arm camera runs at this rate)')
     parser.add_argument('--max-exit-layer', type=int, default=NODE_MAX_EXIT_LAYER,
                         help='the node loads the decoder at least this deep, room to teach '
                              f'(default {NODE_MAX_EXIT_LAYER}); the taught task is searched up '
                              f'to layer {TEACH_MAX_LAYER} at most')
-    parser.add_argument('--before', type=float, default=6.0,
-                        help='seconds of standing answers before recording starts (default 6)')
-    parser.add_argument('--after', type=float, default=15.0,
-                        help='seconds the new question is answered after the teach (default 15)')
+    parser.add_argument('--before', type=float, default=5.0,
+                        help='seconds of standing answers before recording starts (default 5)')
+    parser.add_argument('--after', type=float, default=10.0,
+                        help='seconds the new question is answered after the teach (default 10; '
+                             'more gives a tighter interval and a longer demo)')
     parser.add_argument('--forever', action='store_true', help='run until Ctrl-C')
     parser.add_argument('--rate', type=float, default=2.0, help='camera frames per second')
     parser.add_argument('--ask-rate', type=float, default=0.5,

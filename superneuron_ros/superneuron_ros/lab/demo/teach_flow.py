@@ -59,7 +59,7 @@ class TeachDemo:
     """Records, teaches and asks one new task through the node's ROS interfaces."""
 
     def __init__(self, client: DemoClient, task: str = 'yellow_present', camera: str = 'arm',
-                 count: int = 200, rate: float = 8.0, max_exit_layer: int = 3,
+                 count: int = 200, rate: float = 10.0, max_exit_layer: int = 3,
                  log: Callable[[str], None] = print) -> None:
         """Create the Record, Teach and SetParameters clients on the demo client's node."""
         self.client, self.task, self.camera = client, task, camera
