@@ -29,147 +29,45 @@ The protocol:
    vote table that makes scores probabilities, and the anytime thresholds of earlier layers.
 4. The readouts of the anytime layers and the exit layer are refitted on every example; they
    form the profile. An optional test set is then answered once by that profile.
+
+One function runs the protocol for both users: :func:`calibrate` (``superneuron calibrate``)
+loads the model from its folder (:class:`FolderModel`), the running node passes the model it
+already holds (``superneuron_ros.runtime.teach``); both call :func:`calibrate_from`.
 """
 
 import dataclasses
 import logging
 from pathlib import Path
 import resource
-import string
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
-from superneuron_ros.errors import DataError, LayerRangeError, SuperneuronError
+from superneuron_ros.errors import DataError
 from superneuron_ros.jsonio import write_json
 from superneuron_ros.method.baseline import restricted_baseline
-from superneuron_ros.method.crossval import (cross_validate, fit_layer_readouts, OutOfFold,
-                                             SearchSettings)
+from superneuron_ros.method.calibration_options import (CalibrationError, CalibrationHooks,
+                                                        CalibrationOptions, DEFAULT_PROMPT,
+                                                        search_depth)
+from superneuron_ros.method.crossval import cross_validate, fit_layer_readouts, OutOfFold
 from superneuron_ros.method.linear import one_blas_thread
-from superneuron_ros.method.probing import METRICS, SITES
 from superneuron_ros.method.profiles import Profile
 from superneuron_ros.method.readouts import Readout
-from superneuron_ros.method.selection import READOUTS, select, Selection
+from superneuron_ros.method.selection import select, Selection
 from superneuron_ros.method.stage_timing import time_stages
 from superneuron_ros.method.tasks import Example, load_image, TaskSpec
 from superneuron_ros.vlm.capture import VISION
 from superneuron_ros.vlm.engine import Engine
 from superneuron_ros.vlm.families import family_for
-from superneuron_ros.vlm.fingerprint import model_fingerprint
-from superneuron_ros.vlm.loading import (check_model_folder, load_model, LoadConfig, read_config,
-                                         release_memory)
+from superneuron_ros.vlm.fingerprint import model_fingerprint, ModelFingerprint
+from superneuron_ros.vlm.loading import check_model_folder, load_model, read_config
+from superneuron_ros.vlm.loading import release_memory
 from superneuron_ros.vlm.vision_side import apply_vision_side
 import torch
 from tqdm import tqdm
 
 REPORT_JSON = 'report.json'  # the calibration report, saved beside the profile
 LOG = logging.getLogger(__name__)
-
-DEFAULT_PROMPT = '{question} Answer with one of: {options}.'
-
-
-class CalibrationError(SuperneuronError, ValueError):
-    """A calibration option is invalid, or the data cannot support the requested protocol."""
-
-
-def _int_field(name: str, value: Any, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise CalibrationError(f'{name} must be an integer >= {least}, got {value!r}')
-    return int(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class CalibrationOptions:
-    """Settings of one calibration; validated on construction, errors name the field."""
-
-    sites: tuple[str, ...] = SITES  # where candidate scalars are read
-    max_layer: int | None = None  # deepest layer searched; None: every layer (up to a fixed exit)
-    k: int = 9  # scalars in the vote readout
-    sizes: tuple[int, ...] = (8, 16, 32)  # m compared for the linear readout (one: fixed m)
-    readout: str = 'auto'  # 'auto' (the better held-out mean per layer), 'vote' or 'linear'
-    folds: int = 5  # outer cross-validation folds
-    repeats: int = 2  # repeats of the outer folds, each with its own shuffle
-    rank_folds: int = 5  # inner folds ranking the 1-D classifiers
-    exit_layer: int | str = 'auto'  # 'auto' or a layer index
-    tolerance: float = 0.01  # exit: shallowest layer within this of the best mean score
-    metric: str = 'accuracy'  # 'accuracy' or 'balanced' (for imbalanced sets)
-    ceiling: bool = True  # also score the linear readout over every scalar of each layer
-    min_anytime: int = 10  # out-of-fold answers an anytime threshold must keep at least
-    prompt_template: str = DEFAULT_PROMPT  # fields: {question}, {options}
-    quantization: str = 'nf4'
-    device: str = 'auto'
-    dtype: str = 'auto'
-    quantize_modules: str = 'language'  # see superneuron_ros.vlm.config.QUANTIZED_MODULES
-    vision_side: int | None = None  # bound of the processor's resize (Qwen, SmolVLM); None: as is
-    seed: int = 0
-    batch_size: int = 8
-    baseline: bool = True  # also score the full model's own (restricted) answer: loads it all
-    vision_only: bool = True  # also score the readouts on the image features alone
-    progress: bool = True  # tqdm bars on the long steps
-
-    def __post_init__(self) -> None:
-        """Check every field; raise CalibrationError naming the bad one."""
-        sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
-        unknown = [s for s in sites if s not in SITES]
-        if not sites or unknown or len(set(sites)) != len(sites):
-            raise CalibrationError(f'sites must be a non-empty selection of {SITES} without '
-                                   f'repeats, got {list(sites)}')
-        object.__setattr__(self, 'sites', tuple(s for s in SITES if s in sites))
-        if self.max_layer is not None:
-            _int_field('max_layer', self.max_layer, 0)
-        _int_field('k', self.k, 1)
-        sizes = tuple(_int_field('sizes', v, 1) for v in (self.sizes or ()))
-        if not sizes:
-            raise CalibrationError('sizes must list at least one m, e.g. (8, 16, 32)')
-        object.__setattr__(self, 'sizes', tuple(sorted(set(sizes))))
-        if self.readout not in READOUTS:
-            raise CalibrationError(f'readout must be one of {READOUTS}, got {self.readout!r}')
-        _int_field('folds', self.folds, 2)
-        _int_field('repeats', self.repeats, 1)
-        _int_field('rank_folds', self.rank_folds, 2)
-        _int_field('min_anytime', self.min_anytime, 1)
-        if isinstance(self.exit_layer, str):
-            if self.exit_layer != 'auto':
-                raise CalibrationError(f"exit_layer must be 'auto' or a layer index, got "
-                                       f'{self.exit_layer!r}')
-        else:
-            _int_field('exit_layer', self.exit_layer, 0)
-            if self.max_layer is not None and self.exit_layer > self.max_layer:
-                raise CalibrationError(f'exit_layer {self.exit_layer} is deeper than max_layer '
-                                       f'{self.max_layer}; raise max_layer or lower exit_layer')
-        if not isinstance(self.tolerance, (int, float)) or not 0.0 <= self.tolerance < 1.0:
-            raise CalibrationError(f'tolerance must lie in [0, 1) (an accuracy difference), got '
-                                   f'{self.tolerance!r}')
-        if self.metric not in METRICS:
-            raise CalibrationError(f'metric must be one of {METRICS}, got {self.metric!r}')
-        fields = {f for _, f, _, _ in string.Formatter().parse(self.prompt_template) if f}
-        if 'question' not in fields or fields - {'question', 'options'}:
-            raise CalibrationError('prompt_template must contain {question} and no field but '
-                                   f'{{question}} and {{options}}, got {self.prompt_template!r}')
-        _int_field('seed', self.seed, 0)
-        _int_field('batch_size', self.batch_size, 1)
-        self.vision_side is None or _int_field('vision_side', self.vision_side, 1)
-        try:
-            LoadConfig('.', quantization=self.quantization, device=self.device, dtype=self.dtype,
-                       quantize_modules=self.quantize_modules)
-        except ValueError as exc:
-            raise CalibrationError(str(exc)) from None
-
-    def settings(self) -> SearchSettings:
-        """Return the search settings of the cross-validation."""
-        return SearchSettings(self.sites, self.k, self.sizes, self.folds, self.repeats,
-                              self.rank_folds, self.metric, self.seed, self.ceiling)
-
-    def load_config(self, model_path: str | Path, exit_layer: int | None) -> LoadConfig:
-        """Return the LoadConfig of the model, truncated at `exit_layer` (None: full)."""
-        return LoadConfig(str(model_path), quantization=self.quantization, device=self.device,
-                          dtype=self.dtype, exit_layer=exit_layer,
-                          quantize_modules=self.quantize_modules)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the options as JSON data."""
-        return {f.name: (list(v) if isinstance(v, tuple) else v)
-                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,13 +79,100 @@ class CalibrationResult:
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """
-        Write the profile folder plus report.json in it; return the folder.
+        Write the profile folder with report.json in it, atomically; return the folder.
 
         The plot of the report (report.png) is the lab's: ``superneuron calibrate`` adds it.
         """
-        path = self.profile.save(directory, overwrite=overwrite)
-        write_json(self.report, path / REPORT_JSON)
-        return path
+        return self.profile.save(directory, overwrite=overwrite,
+                                 extra=lambda folder: write_json(self.report,
+                                                                 folder / REPORT_JSON))
+
+
+Wanted = Mapping[tuple[int, str], Any]  # (layer, site) -> coordinates to keep (None: all)
+
+
+class ModelSource(Protocol):
+    """What a calibration reads from a model: :class:`FolderModel`, or the node's runtime."""
+
+    folder: Path  # the model folder (recorded in the report)
+    baseline_unavailable: str  # why the model's own answer cannot be scored ('' when it can)
+    image_size: tuple[int, int] | None  # the resolution activations are read at (None: default)
+
+    def render_prompt(self, question: str) -> str:
+        """Render a question through the model's chat template."""
+
+    def capture(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+                wanted: Wanted) -> dict[tuple[int, str], torch.Tensor]:
+        """Read `wanted` for one batch (:meth:`Engine.capture`): float32 [B, D] per site."""
+
+    def stage_times(self, examples: Sequence[Example], prompt: str,
+                    depth: int) -> dict[str, Any] | None:
+        """Return per-image stage medians (:func:`time_stages`), or None where not timed."""
+
+    def release(self) -> None:
+        """Say that capturing is over (a source that loaded the model frees it)."""
+
+    def fingerprint(self, layer: int) -> ModelFingerprint:
+        """Return the model's fingerprint for a profile exiting at `layer`."""
+
+    def baseline(self, task: TaskSpec, prompt: str,
+                 examples: Sequence[Example]) -> dict[str, Any]:
+        """Score the model's own restricted answer on `examples` (DataError: not possible)."""
+
+
+class FolderModel:
+    """The offline source: a model folder, loaded truncated at `deepest` on first use."""
+
+    def __init__(self, folder: Path, config: Any, options: CalibrationOptions,
+                 deepest: int) -> None:
+        """Load nothing yet: the model loads at the first prompt or capture."""
+        self.folder, self.config, self.options, self.deepest = folder, config, options, deepest
+        self.baseline_unavailable = '' if options.baseline else 'not asked for (--no-baseline)'
+        self.image_size: tuple[int, int] | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """Return the truncated model, loading it on first use (at the vision side asked)."""
+        if self._engine is None:
+            engine = Engine(load_model(self.options.load_config(self.folder, self.deepest)))
+            if self.options.vision_side is not None:
+                self.image_size = apply_vision_side(
+                    engine.family, engine.processor.image_processor, self.options.vision_side)
+            self._engine = engine
+        return self._engine
+
+    def render_prompt(self, question: str) -> str:
+        """Render a question through the model's chat template."""
+        return self.engine.render_prompt(question)
+
+    def capture(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+                wanted: Wanted) -> dict[tuple[int, str], torch.Tensor]:
+        """Read `wanted` for one batch."""
+        return self.engine.capture(images, prompts, wanted)
+
+    def stage_times(self, examples: Sequence[Example], prompt: str,
+                    depth: int) -> dict[str, Any]:
+        """Time the stages of a few examples through layers 0..`depth`."""
+        return time_stages(self.engine, examples, prompt, depth)
+
+    def release(self) -> None:
+        """Free the truncated model (the baseline loads the whole one afterwards)."""
+        if self._engine is not None:
+            device, self._engine = self._engine.device, None
+            release_memory(device)
+
+    def fingerprint(self, layer: int) -> ModelFingerprint:
+        """Return the fingerprint of the folder's model for a profile exiting at `layer`."""
+        return model_fingerprint(self.folder, self.config, self.options.quantization, layer,
+                                 self.options.load_config(self.folder, None).quantized_modules)
+
+    def baseline(self, task: TaskSpec, prompt: str,
+                 examples: Sequence[Example]) -> dict[str, Any]:
+        """Score the full model's own restricted answer (it loads the whole model)."""
+        return restricted_baseline(self.options.load_config(self.folder, None), task, prompt,
+                                   examples, self.options.batch_size, self.options.progress,
+                                   self.options.vision_side)
 
 
 def render_question(task: TaskSpec, template: str = DEFAULT_PROMPT) -> str:
@@ -197,6 +182,8 @@ def render_question(task: TaskSpec, template: str = DEFAULT_PROMPT) -> str:
 
 def _check_data(task: TaskSpec, examples: Sequence[Example], options: CalibrationOptions,
                 labels: np.ndarray) -> None:
+    if not examples:
+        raise DataError(f'no examples given for task {task.name!r}')
     wrong = sorted({ex.task for ex in examples if ex.task != task.name})
     if wrong:
         raise DataError(f'examples of task(s) {wrong} were given to calibrate {task.name!r}')
@@ -216,9 +203,9 @@ def _check_data(task: TaskSpec, examples: Sequence[Example], options: Calibratio
                     "metric='balanced' (--metric balanced)", 100 * share)
 
 
-def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str,
+def collect_activations(engine: Engine | ModelSource, examples: Sequence[Example], prompt: str,
                         layers: Sequence[int], sites: Sequence[str], batch_size: int,
-                        progress: bool = True,
+                        progress: bool = True, hooks: CalibrationHooks = CalibrationHooks(),
                         vision: bool = False) -> dict[tuple[int, str], torch.Tensor]:
     """
     Read every scalar of `sites` at `layers` for each example: float32 [N, D] per site.
@@ -226,7 +213,8 @@ def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str
     With `vision`, the same pass also reads the image features (key VISION, [N, hidden]).
 
     Float32, not float16: at the last prompt position early-layer scalars vary by about 1e-3 of
-    their magnitude, below float16's resolution. NaN raises DataError.
+    their magnitude, below float16's resolution. NaN raises DataError. `engine` is anything with
+    :meth:`Engine.capture`; `hooks` see each batch (and may cancel between batches).
     """
     wanted = {(layer, site): None for layer in layers for site in sites}
     wanted.update({VISION: None} if vision else {})
@@ -245,6 +233,7 @@ def collect_activations(engine: Engine, examples: Sequence[Example], prompt: str
                 store[key] = torch.empty((len(examples), value.shape[1]), dtype=torch.float32)
             store[key][start:start + len(batch)] = value.float()
         bar.update(len(batch))
+        hooks.step('capturing', start + len(batch), len(examples))
     bar.close()
     return store
 
@@ -266,12 +255,13 @@ class Search:
 
 
 def search_neurons(store: dict[tuple[int, str], torch.Tensor], labels: np.ndarray,
-                   task: TaskSpec, options: CalibrationOptions) -> Search:
+                   task: TaskSpec, options: CalibrationOptions,
+                   hooks: CalibrationHooks = CalibrationHooks()) -> Search:
     """
     Run steps 2 to 4 of the protocol on activations already read.
 
     ``store`` maps every (layer, site) of layers 0..max to [N, D] values; ``labels`` [N] are the
-    label indices in the same order.
+    label indices in the same order. `hooks` see each layer of each fold (and may cancel).
     """
     layers = sorted({layer for layer, _ in store})
     fixed = None if options.exit_layer == 'auto' else int(options.exit_layer)
@@ -283,9 +273,17 @@ def search_neurons(store: dict[tuple[int, str], torch.Tensor], labels: np.ndarra
     num_classes, settings = len(task.labels), options.settings()
     bar = tqdm(total=options.folds * options.repeats, desc='cross-validate', unit='fold',
                disable=None if options.progress else True)
+    steps = [0, options.folds * options.repeats * len(layers)]
+
+    def on_layer() -> None:
+        steps[0] += 1
+        hooks.step('searching', *steps)
+
+    hooks.step('searching', *steps)
     with one_blas_thread():
-        oof = cross_validate(store, y, num_classes, settings, lambda _: bar.update(1))
+        oof = cross_validate(store, y, num_classes, settings, lambda _: bar.update(1), on_layer)
         bar.close()
+        hooks.step('fitting', 0, 1)
         selection = select(oof, y, options.sizes, options.readout, fixed, options.tolerance,
                            options.min_anytime)
         keep = sorted(selection.thresholds) + [selection.exit_layer]
@@ -310,48 +308,49 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
               options: CalibrationOptions = CalibrationOptions(),
               test_examples: Sequence[Example] = ()) -> CalibrationResult:
     """Calibrate a profile of `task` on `model_path` from labelled `examples` (see module doc)."""
-    from superneuron_ros.method.calibration_report import (add_vision_and_cost, build_report,
-                                                           score_test)
-    started = time.perf_counter()
     folder = check_model_folder(model_path)
     config = read_config(folder)
     num_layers = family_for(config.model_type).text_config(config).num_hidden_layers
-    fixed = None if options.exit_layer == 'auto' else int(options.exit_layer)
-    deepest = options.max_layer if options.max_layer is not None else (
-        fixed if fixed is not None else num_layers - 1)
-    if not 0 <= max(deepest, fixed or 0) < num_layers:
-        raise LayerRangeError(f'layer {max(deepest, fixed or 0)} is out of range: {folder.name} '
-                              f'has {num_layers} decoder layers (valid: 0..{num_layers - 1})')
-    if not examples:
-        raise DataError(f'no examples given for task {task.name!r}')
+    deepest = search_depth(options, num_layers, folder.name)
+    return calibrate_from(FolderModel(folder, config, options, deepest), task, examples, options,
+                          deepest, test_examples)
+
+
+def calibrate_from(source: ModelSource, task: TaskSpec, examples: Sequence[Example],
+                   options: CalibrationOptions, deepest: int,
+                   test_examples: Sequence[Example] = (),
+                   hooks: CalibrationHooks = CalibrationHooks()) -> CalibrationResult:
+    """
+    Run the whole protocol on `source`, layers 0..`deepest` (checked by the caller).
+
+    The one implementation behind ``superneuron calibrate`` and the node's ``~/teach``.
+    """
+    from superneuron_ros.method.calibration_report import (add_vision_and_cost, build_report,
+                                                           score_test)
+    started = time.perf_counter()
     labels = np.array([ex.label_index for ex in examples], dtype=np.int64)
     _check_data(task, examples, options, labels)
     if test_examples:
         wrong = sorted({ex.task for ex in test_examples if ex.task != task.name})
         if wrong:
             raise DataError(f'test examples of task(s) {wrong} were given for {task.name!r}')
-    engine = Engine(load_model(options.load_config(folder, deepest)))
-    image_size = None if options.vision_side is None else apply_vision_side(
-        engine.family, engine.processor.image_processor, options.vision_side)
-    prompt = engine.render_prompt(render_question(task, options.prompt_template))
+    fixed = None if options.exit_layer == 'auto' else int(options.exit_layer)
+    prompt = source.render_prompt(render_question(task, options.prompt_template))
     LOG.info('calibrating %s on %d examples, layers 0..%d, sites %s, %d x %d-fold CV', task.name,
              len(examples), deepest, list(options.sites), options.repeats, options.folds)
     everything = list(examples) + list(test_examples)
-    store = collect_activations(engine, everything, prompt, range(deepest + 1), options.sites,
-                                options.batch_size, options.progress, options.vision_only)
+    store = collect_activations(source, everything, prompt, range(deepest + 1), options.sites,
+                                options.batch_size, options.progress, hooks, options.vision_only)
     vision = store.pop(VISION, None)
-    stages = time_stages(engine, examples, prompt, deepest)
-    device = engine.device
-    del engine
-    release_memory(device)
+    stages = source.stage_times(examples, prompt, deepest)
+    source.release()
     captured = time.perf_counter()
     n = len(examples)
     nbytes = sum(t.numel() * t.element_size() for t in store.values())
     search = search_neurons({key: value[:n] for key, value in store.items()}, labels, task,
-                            options)
+                            options, hooks)
     fitted = time.perf_counter()
-    fingerprint = model_fingerprint(folder, config, options.quantization, search.exit_layer,
-                                    options.load_config(folder, None).quantized_modules)
+    fingerprint = source.fingerprint(search.exit_layer)
     sel = search.selection
     exit_entry = sel.per_layer[search.exit_layer]
     metrics = {
@@ -365,28 +364,24 @@ def calibrate(model_path: str | Path, task: TaskSpec, examples: Sequence[Example
         'selection_by_layer': [entry['selection'] for entry in sel.per_layer]}
     profile = Profile(task=task, prompt=prompt, exit_layer=search.exit_layer,
                       readouts=search.readouts, fingerprint=fingerprint, metrics=metrics,
-                      image_size=image_size)
+                      image_size=source.image_size)
     test = None if not test_examples else score_test(
         profile, store, np.arange(n, len(everything)),
         np.array([ex.label_index for ex in test_examples]))
     del store
-    baseline, skipped = None, None if options.baseline else 'not asked for (--no-baseline)'
-    if options.baseline:
+    baseline, skipped = None, source.baseline_unavailable or None
+    if skipped is None:
         try:
-            baseline = restricted_baseline(options.load_config(folder, None), task, prompt,
-                                           examples, options.batch_size, options.progress,
-                                           options.vision_side)
+            baseline = source.baseline(task, prompt, examples)
             if test is not None:
-                test['baseline'] = restricted_baseline(
-                    options.load_config(folder, None), task, prompt, test_examples,
-                    options.batch_size, options.progress, options.vision_side)
+                test['baseline'] = source.baseline(task, prompt, test_examples)
         except DataError as exc:  # labels the first token cannot tell apart
             LOG.warning('baseline skipped: %s', exc)
             skipped = str(exc)
-    report = build_report(task, folder, prompt, fingerprint, options, labels, search, baseline,
-                          skipped, test, n)
+    report = build_report(task, source.folder, prompt, fingerprint, options, labels, search,
+                          baseline, skipped, test, n)
     add_vision_and_cost(report, None if vision is None else vision[:n], stages, labels, options,
-                        image_size)
+                        source.image_size)
     report['timing_s'] = {'capture': captured - started, 'search': fitted - captured,
                           'total': time.perf_counter() - started}
     report['activation_bytes'] = nbytes

@@ -77,17 +77,19 @@ def build_report(task: TaskSpec, folder: Path, prompt: str, fingerprint: ModelFi
 
 
 def add_vision_and_cost(report: dict[str, Any], vision: torch.Tensor | None,
-                        stages: dict[str, Any], labels: np.ndarray, options: 'CalibrationOptions',
+                        stages: dict[str, Any] | None, labels: np.ndarray,
+                        options: 'CalibrationOptions',
                         image_size: tuple[int, int] | None) -> None:
     """
     Add the image size, the per-image cost at the chosen exit and the vision-only row.
 
-    ``stages`` is :func:`~superneuron_ros.method.stage_timing.time_stages`'s result; ``vision``
+    ``stages`` is :func:`~superneuron_ros.method.stage_timing.time_stages`'s result (None: not
+    timed, as in a teach); ``vision``
     the image features [N, D] of the examples (None: the row is skipped).
     """
     chosen = report['chosen']
     report['image_size'] = None if image_size is None else list(image_size)
-    report['cost_ms'] = {
+    report['cost_ms'] = None if stages is None else {
         'images': stages['images'], 'image_tokens': stages['image_tokens'],
         'preprocess': stages['preprocess_ms'], 'vision': stages['vision_ms'],
         'decoder': stages['decoder_ms_by_layer'][chosen['exit_layer']],

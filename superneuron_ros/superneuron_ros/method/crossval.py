@@ -132,8 +132,14 @@ def fold_score(pred: np.ndarray, truth: np.ndarray, metric: str) -> float:
 
 
 def cross_validate(store: Store, y: np.ndarray, num_classes: int, settings: SearchSettings,
-                   progress: Callable[[str], None] = lambda _: None) -> OutOfFold:
-    """Run the repeated stratified k-fold search over every layer of `store` (module doc)."""
+                   progress: Callable[[str], None] = lambda _: None,
+                   on_layer: Callable[[], None] = lambda: None) -> OutOfFold:
+    """
+    Run the repeated stratified k-fold search over every layer of `store` (module doc).
+
+    `progress` is called before each fold, `on_layer` after each layer of each fold (it may
+    raise to stop the search).
+    """
     layers = sorted({layer for layer, _ in store})
     n, max_m = len(y), max(settings.sizes)
     keep = max(settings.k, max_m)
@@ -153,6 +159,7 @@ def cross_validate(store: Store, y: np.ndarray, num_classes: int, settings: Sear
             ranked = rank_blocks(store, train, y, num_classes, settings, keep)
             for layer in layers:
                 _fold_layer(store, y, num_classes, settings, oof, ranked, layer, r, train, test)
+                on_layer()
     return oof
 
 

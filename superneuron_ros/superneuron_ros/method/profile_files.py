@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 import uuid
 
 import numpy as np
@@ -34,11 +34,14 @@ from superneuron_ros.vlm.fingerprint import ModelFingerprint
 
 
 def save_profile(profile: Profile, directory: 'str | os.PathLike',
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False,
+                 extra: 'Callable[[Path], None] | None' = None) -> Path:
     """
     Write the profile folder atomically (temporary folder, then rename); return its path.
 
     An existing folder is replaced only with ``overwrite`` and only if it holds a profile.
+    ``extra(folder)`` writes more files into the temporary folder before the rename (the
+    calibration report), so that they appear with the profile or not at all.
     """
     path = Path(directory)
     if path.exists():
@@ -61,6 +64,8 @@ def save_profile(profile: Profile, directory: 'str | os.PathLike',
         meta['neurons_sha256'] = hashlib.sha256((tmp / NEURONS_FILE).read_bytes()).hexdigest()
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + '\n',
                                          encoding='utf-8')
+        if extra is not None:
+            extra(tmp)
         if path.exists():
             old = path.parent / f'.{path.name}.{uuid.uuid4().hex}.old'
             os.rename(path, old)

@@ -35,7 +35,7 @@ import dataclasses
 import datetime
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from superneuron_ros import __version__
@@ -287,14 +287,16 @@ class Profile:
 
     # --------------------------------------------------------------------- files
 
-    def save(self, directory: 'str | os.PathLike', overwrite: bool = False) -> Path:
+    def save(self, directory: 'str | os.PathLike', overwrite: bool = False,
+             extra: 'Callable[[Path], None] | None' = None) -> Path:
         """
         Write the profile folder atomically (temporary folder, then rename); return its path.
 
-        An existing folder is replaced only with ``overwrite`` and only if it holds a profile.
+        An existing folder is replaced only with ``overwrite`` and only if it holds a profile;
+        ``extra(folder)`` adds files before the rename (see ``profile_files.save_profile``).
         """
         from superneuron_ros.method.profile_files import save_profile
-        return save_profile(self, directory, overwrite)
+        return save_profile(self, directory, overwrite, extra)
 
     @classmethod
     def load(cls, directory: 'str | os.PathLike') -> 'Profile':

@@ -56,6 +56,7 @@ from superneuron_ros.node.params import (check_standing_tasks, declare_node_para
 from superneuron_ros.node.recording import Recorder
 from superneuron_ros.node.standing import StandingScheduler
 from superneuron_ros.node.stats import ASK_PREFIX, StatsBook
+from superneuron_ros.node.teaching import Teaching
 from superneuron_ros.node.worker import INACTIVE, InferenceWorker, SHUTTING_DOWN
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -111,6 +112,8 @@ class SuperneuronNode(LifecycleNode):
             request, self.settings, time.monotonic()), lambda: self._active)
         self.create_service(Record, '~/record', self.recorder.handle, qos_profile=SERVICE_QOS,
                             callback_group=self._service_group)
+        self.teaching = Teaching(self, lambda: self._active and not self._shutting_down,
+                                 self._wake, self._service_group)  # ~/teach
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._monitor_timer = None
         self._start_monitor_timer()
@@ -213,6 +216,7 @@ class SuperneuronNode(LifecycleNode):
         if not self._shutting_down:
             self._shutting_down = True
             refused = self.worker.begin_shutdown()
+            self.teaching.cancel()
             self.get_logger().info(f'shutting down: {refused} queued call(s) refused')
 
     def drained(self, quiet_s: float = 0.0) -> bool:
@@ -223,12 +227,13 @@ class SuperneuronNode(LifecycleNode):
         seconds: calls already sent before a shutdown are still taken (and refused), and the
         last responses have time to reach their clients, before the node goes.
         """
-        return (self.worker.idle and self._asks_in_flight == 0
+        return (self.worker.idle and self._asks_in_flight == 0 and self.teaching.idle
                 and time.monotonic() - self._last_ask >= quiet_s)
 
     def release(self) -> None:
         """Stop the worker, remove endpoints and free the model (also used at process exit)."""
         self.begin_shutdown()
+        self.teaching.stop()
         thread = self._autostart_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()  # a configure in progress finishes, then activate is skipped
@@ -236,6 +241,11 @@ class SuperneuronNode(LifecycleNode):
             self.get_logger().warning('the inference worker is still busy after 30 s')
         self._destroy_endpoints()
         self.model.release()
+
+    def destroy_node(self) -> None:
+        """Destroy ~/teach (rclpy's destroy_node leaves action servers), then the node."""
+        self.teaching.destroy()
+        super().destroy_node()
 
     # Ask -----------------------------------------------------------------------------------
 

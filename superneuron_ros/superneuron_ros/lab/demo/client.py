@@ -55,6 +55,7 @@ class Event:
     latency_ms: float
     truth: str | None = None
     question: str = ''
+    received: float = 0.0  # monotonic seconds when the client got it
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,13 +100,19 @@ class DemoClient(Node):
         self.model_error = ''
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10,
                                  callback_group=self.group)
-        tasks = [parse_standing_task(entry, [entry.split('@')[-1].split(':')[0]])
-                 for entry in standing]
-        for topic in sorted(set(answer_topics(tasks).values())):
-            self.create_subscription(Answer, self.target + topic[1:], self._on_answer, 10,
-                                     callback_group=self.group)
+        self.answer_topics: set[str] = set()
+        self.listen(standing)
         self.ask_timer = None
         self.ask_period = 1.0 / ask_rate if ask_rate > 0 else None
+
+    def listen(self, standing: list[str]) -> None:
+        """Subscribe to the answer topics of `standing` entries not listened to yet."""
+        tasks = [parse_standing_task(entry, [entry.split('@')[-1].split(':')[0]])
+                 for entry in standing]
+        for topic in sorted(set(answer_topics(tasks).values()) - self.answer_topics):
+            self.create_subscription(Answer, self.target + topic[1:], self._on_answer, 10,
+                                     callback_group=self.group)
+            self.answer_topics.add(topic)
 
     def wait_ready(self, timeout: float) -> list:
         """
@@ -139,13 +146,20 @@ class DemoClient(Node):
         return tasks
 
     @staticmethod
-    def _result(client: Any, request: Any, deadline: float) -> Any:
-        future = client.call_async(request)
+    def _wait(future: Any, deadline: float) -> Any:
+        """Return an rclpy future's result, waiting until `deadline` (monotonic seconds)."""
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.05)
         if not future.done():
-            raise TimeoutError(f'{client.srv_name} did not answer')
+            raise TimeoutError('no answer in time')
         return future.result()
+
+    @staticmethod
+    def _result(client: Any, request: Any, deadline: float) -> Any:
+        try:
+            return DemoClient._wait(client.call_async(request), deadline)
+        except TimeoutError:
+            raise TimeoutError(f'{client.srv_name} did not answer') from None
 
     def start_asking(self) -> None:
         """Start calling Ask on a timer."""
@@ -174,6 +188,7 @@ class DemoClient(Node):
 
     def _record(self, event: Event) -> None:
         event.question = self.questions.get(event.task, event.task)
+        event.received = time.monotonic()
         with self.lock:
             self.events.append(event)
 
