@@ -23,10 +23,11 @@ from superneuron_ros.cli.main import build_parser
 from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
 from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
-from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, draw_samples, evaluate_into_report,
+from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, evaluate_into_report,
                                        grow_decoder, REPORT, shrink_decoder, train_demo,
                                        TrainConfig)
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
+from superneuron_ros.lab.train_data import balance_extras, draw_samples
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
                                             wilson_interval)
 from superneuron_ros.vlm.engine import Engine
@@ -80,6 +81,18 @@ def test_draw_samples_keeps_presence_balanced() -> None:
             used.setdefault(task, set()).add(text)
     assert len(used['shape_count']) >= 3  # the wording varies
     assert {'red_touching_edge', 'shape_in_left_half'} <= set(used)
+    image = np.zeros((4, 4, 3), dtype=np.uint8)  # added yes/no questions: balanced per batch
+    drafts = [(image, [('red_present', 'no'), ('shape_in_left_half', 'yes')], 1)
+              for _ in range(9)]
+    drafts += [(image, [('shape_in_left_half', 'yes')], 1)]
+    drafts += [(image, [('red_present', 'yes'), ('shape_in_left_half', 'no')], 1)
+               for _ in range(3)]
+    balance_extras(drafts, np.random.default_rng(0))
+    labels = [label for _, questions, _ in drafts for name, label in questions
+              if name == 'shape_in_left_half']
+    assert labels.count('yes') == labels.count('no') == 3
+    assert drafts[9][1] == [('shape_in_left_half', 'yes')]  # a main question is never dropped
+    assert all(questions[0][0] == 'red_present' for _, questions, _ in drafts[:9])
     simple = draw_samples(np.random.default_rng(1), 20, DEFAULT_WEIGHTS, (48,), simple=1.0)
     for sample in simple:  # one shape: its colour present, another absent, and the largest
         labels = dict(sample.questions)

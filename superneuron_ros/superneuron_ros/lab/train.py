@@ -31,13 +31,13 @@ import math
 from pathlib import Path
 import shutil
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from superneuron_ros.errors import DataError, DeviceError
-from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, phrasings, random_scene,
-                                        render, sample_scene_for, Scene, TASKS)
-from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher, Sample
+from superneuron_ros.lab.scenes import TASKS
+from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher
+from superneuron_ros.lab.train_data import draw_samples
 from superneuron_ros.lab.train_eval import balanced_samples, CONDITIONS, evaluate_folder
 import torch
 from tqdm import tqdm
@@ -125,74 +125,6 @@ class TrainResult:
         means = [float(np.mean(self.losses[i:i + window]))
                  for i in range(0, len(self.losses), window)]
         return {'window_steps': window, 'mean_loss': [round(m, 4) for m in means]}
-
-
-def _presence_questions(scene: Scene, rng: np.random.Generator, pairs: int,
-                        skip: str) -> list[tuple[str, str]]:
-    """Return up to `pairs` yes and as many no presence questions about `scene` (balanced)."""
-    present = sorted({shape.colour for shape in scene.shapes} - {skip})
-    absent = sorted(set(COLOURS) - {shape.colour for shape in scene.shapes} - {skip})
-    k = min(pairs, len(present), len(absent))
-    return ([(f'{c}_present', 'yes') for c in rng.permutation(present)[:k]]
-            + [(f'{c}_present', 'no') for c in rng.permutation(absent)[:k]])
-
-
-def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: int) -> Sample:
-    """Draw a one-shape scene asked about its colour: present, one absent colour, largest."""
-    scene = random_scene(rng, n_shapes=1, varied=True)
-    questions = _presence_questions(scene, rng, 1, '')
-    if weights.get('shape_colour', 0) > 0:
-        questions.append(('shape_colour', scene.shapes[0].colour))
-    questions = [(task, label) for task, label in questions if weights.get(task, 0) > 0]
-    return _worded(render(scene, size), questions, rng)
-
-
-def _worded(image: np.ndarray, questions: list[tuple[str, str]],
-            rng: np.random.Generator) -> Sample:
-    """Return a sample whose questions are each worded by a random training phrasing."""
-    texts = []
-    for task, _ in questions:
-        options = phrasings(task, 'seen')
-        texts.append(options[int(rng.integers(len(options)))])
-    return Sample(image, tuple(questions), tuple(texts))
-
-
-_EXTRAS = ('shape_count', 'shape_colour', 'red_touching_edge', 'shape_in_left_half')
-
-
-def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
-                 sizes: Sequence[int], presence_pairs: int = 2,
-                 simple: float = 0.0) -> list[Sample]:
-    """
-    Draw `n` images, each with a main question and further questions about the same scene.
-
-    The main question's task is drawn by weight and its label uniformly, then a scene with that
-    answer. Added to it: `presence_pairs` present and as many absent colours (so presence stays
-    balanced), and the count, largest colour, red-at-the-edge and left-half questions where
-    they apply. A fraction `simple` of the images are one-shape scenes instead (see
-    `_simple_sample`). Each question is worded by a random training phrasing of its task.
-    """
-    names = [name for name, weight in weights.items() if weight > 0]
-    p = np.array([weights[name] for name in names], dtype=np.float64)
-    samples = []
-    for task in rng.choice(names, size=n, p=p / p.sum()):
-        if simple > 0 and rng.random() < simple:
-            sample = _simple_sample(rng, weights, int(sizes[int(rng.integers(len(sizes)))]))
-            if sample.questions:
-                samples.append(sample)
-                continue
-        spec = get_task(str(task))
-        label = spec.labels[int(rng.integers(len(spec.labels)))]
-        scene = sample_scene_for(spec.name, label, rng, varied=True)
-        colour = spec.name[:-len('_present')] if spec.name.endswith('_present') else ''
-        questions = [(spec.name, label)] + _presence_questions(scene, rng, presence_pairs, colour)
-        for extra in _EXTRAS:
-            truth = answer(extra, scene)
-            if extra != spec.name and truth is not None and weights.get(extra, 0) > 0:
-                questions.append((extra, truth))
-        size = int(sizes[int(rng.integers(len(sizes)))])
-        samples.append(_worded(render(scene, size), questions, rng))
-    return samples
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
