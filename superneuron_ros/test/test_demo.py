@@ -38,7 +38,7 @@ def test_demo_runs_to_its_summary(calibrated_red_present, tmp_path):
          '--model', str(setup.model_dir), '--profiles', str(setup.profiles_dir),
          '--quantization', setup.quantization, '--json', str(summary_file),
          '--max-exit-layer', '3', '--record', '40', '--record-rate', '20', '--before', '2',
-         '--after', '6'],
+         '--after', '6', '--check', '12'],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
@@ -54,6 +54,7 @@ def test_demo_runs_to_its_summary(calibrated_red_present, tmp_path):
     assert sum(teaching['labels'].values()) == 40 and 0 <= teaching['exit_layer'] <= 3
     assert 0.0 <= teaching['cv_accuracy'] <= 1.0 and teaching['cv_protocol']
     assert teaching['fresh']['scored'] > 0 and 0.0 <= teaching['fresh']['accuracy'] <= 1.0
+    assert teaching['fresh']['by_source'].get('check', 0) == 12  # every check call answered
     low, high = teaching['fresh']['wilson95']
     assert 0.0 <= low <= teaching['fresh']['accuracy'] <= high <= 1.0
     assert teaching['first_record_to_first_answer_s'] > teaching['record_s'] > 0

@@ -70,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--after', type=float, default=10.0,
                         help='seconds the new question is answered after the teach (default 10; '
                              'more gives a tighter interval and a longer demo)')
+    parser.add_argument('--check', type=int, default=100, metavar='N',
+                        help='fresh scenes the new question is asked about right after the '
+                             'teach, sent in the request (default 100; at most 20 s)')
     parser.add_argument('--forever', action='store_true', help='run until Ctrl-C')
     parser.add_argument('--rate', type=float, default=2.0, help='camera frames per second')
     parser.add_argument('--ask-rate', type=float, default=0.5,
@@ -234,6 +237,7 @@ def _teach_flow(demo, standing: list[str], args: argparse.Namespace,
         demo.record()
         demo.teach()
         demo.serve(standing)
+        demo.check(args.check)
     except Exception as exc:  # shown by the main thread, which ends the demo with it
         failure.append(exc if isinstance(exc, (TimeoutError, RuntimeError))
                        else RuntimeError(f'{type(exc).__name__}: {exc}'))

@@ -29,15 +29,17 @@ import threading
 import time
 from typing import Any, Callable
 
+import numpy as np
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from superneuron_interfaces.action import Teach
-from superneuron_interfaces.srv import Record
+from superneuron_interfaces.srv import Ask, Record
 from superneuron_ros.lab import scenes
 from superneuron_ros.lab.demo.client import DemoClient, Event, percentile
+from superneuron_ros.node.image_conversion import rgb_to_image
 
 FRAMES_KEPT = 64  # newest camera frames kept for recording
 
@@ -180,6 +182,36 @@ class TeachDemo:
             raise RuntimeError(f'standing_tasks not set: {reply.results[0].reason}')
         self.client.asked.append((self.task, self.camera))
         return entries
+
+    def check(self, count: int, timeout: float = 20.0, seed: int = 4242) -> int:
+        """
+        Ask the new task about `count` fresh balanced scenes sent in the request; return how many.
+
+        One call at a time, each scene drawn for a label in turn (never recorded, never seen by
+        the teach), answered with source 'check' and scored against its truth; stops at
+        `timeout` seconds, so a busy machine gives a smaller n rather than a longer demo.
+        """
+        rng = np.random.default_rng(seed)
+        labels = self.spec.labels
+        deadline = time.monotonic() + timeout
+        asked = 0
+        while asked < count and time.monotonic() < deadline:
+            truth = labels[asked % len(labels)]
+            scene = scenes.sample_scene_for(self.task, truth, rng)
+            request = Ask.Request(tasks=[self.task])
+            request.image = rgb_to_image(scenes.render(scene, (self.client.size,) * 2))
+            request.image.header.stamp = self.client.get_clock().now().to_msg()
+            request.image.header.frame_id = 'check'
+            response = DemoClient._result(self.client.ask_client, request, deadline + 10.0)
+            asked += 1
+            if not response.success:
+                raise RuntimeError(f'~/ask about {self.task} failed: {response.error}')
+            answer = response.answers[0]
+            self.client._record(Event('check', self.task, 'check',
+                                      (answer.header.stamp.sec, answer.header.stamp.nanosec),
+                                      answer.label, answer.confidence, answer.latency_ms, truth))
+        self.log(f'asked {self.task} about {asked} fresh scenes sent in the request')
+        return asked
 
 
 def _window(events: list[Event], start: float, end: float) -> list[Event]:
