@@ -45,6 +45,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # clients of a service and keeps its own, so with the default depth of 10 a burst of replies
 # can push a client's own reply out.
 DEEP_REPLIES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+# Services whose requests change nothing, so RosClient.call may send them again.
+READ_ONLY = frozenset({'GetParameters', 'ListParameters', 'DescribeParameters', 'GetState',
+                       'GetAvailableStates', 'GetAvailableTransitions', 'ListTasks'})
+RESEND_S = 10.0
 
 TASKS = {
     'door': TaskInfo('door', 'Is the door open?', ('yes', 'no'), 1, 3, 0.9, 0, '/p/door'),
@@ -220,11 +224,28 @@ class RosClient:
             self.node.destroy_client(client)
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
-        """Call a service (waiting up to 10 s for it) and return the response."""
+        """
+        Call a service (waiting up to 10 s for it) and return the response.
+
+        A read-only request (READ_ONLY) is sent again every RESEND_S seconds until `timeout`:
+        a client created just before its call can miss the response when the server has not yet
+        matched the client's response reader (seen with Jazzy's Fast DDS once the node offers
+        many endpoints); sending a request that changes something twice would not be safe.
+        """
         client = self.node.create_client(srv_type, name)
         try:
             assert client.wait_for_service(timeout_sec=10.0), f'service {name} not available'
-            return self.wait(client.call_async(request), timeout)
+            if srv_type.__name__ not in READ_ONLY:
+                return self.wait(client.call_async(request), timeout)
+            deadline = time.monotonic() + timeout
+            while True:
+                future = client.call_async(request)
+                try:
+                    return self.wait(future, min(RESEND_S, max(0.1, deadline - time.monotonic())))
+                except AssertionError:
+                    client.remove_pending_request(future)
+                    if time.monotonic() >= deadline:
+                        raise
         finally:
             self.node.destroy_client(client)
 
