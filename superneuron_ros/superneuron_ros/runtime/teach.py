@@ -170,11 +170,11 @@ def teach_options(load_config: Any, loaded_depth: int, max_exit_layer: int | Non
     Return the calibration options of a teach.
 
     They are `superneuron calibrate`'s defaults but TEACH_DEFAULTS (one repeat, no ceiling, no
-    vision-only row), with
-    the loaded model's quantization, device and dtype, layers 0..`max_exit_layer` (None or
-    negative: every loaded layer), no baseline and no progress bars; `overrides` replace any
-    field. The offline equivalent: ``superneuron calibrate --repeats 1 --no-ceiling
-    --no-vision-only --max-layer L --no-baseline`` with the node's quantization.
+    vision-only row), with the loaded model's quantization, device and dtype, layers
+    0..`max_exit_layer` (None or negative: every loaded layer), no baseline and no progress
+    bars; `overrides` replace any field. The offline equivalent: ``superneuron calibrate
+    --repeats 1 --no-ceiling --no-vision-only --max-layer L --no-baseline`` with the node's
+    quantization.
     """
     if max_exit_layer is None or max_exit_layer < 0:
         max_exit_layer = loaded_depth - 1
