@@ -22,7 +22,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data="$root/superneuron_ros/superneuron_ros/data"
-tasks=${DEMO_TASKS:-red_present,blue_present,shape_colour,shape_count,red_left_of_blue}
+tasks=${DEMO_TASKS:-red_present,blue_present,shape_colour,shape_count,red_left_of_blue,shape_in_left_half}
 n=${DEMO_N:-600}
 # DEMO_BASELINE=0 skips the full model's own answer in each report (`superneuron eval` gives it
 # on fresh scenes); the shipped profiles were made so on a busy 2-core machine.
@@ -30,11 +30,11 @@ n=${DEMO_N:-600}
 # on a busy shared CPU they take most of the search time.
 baseline=()
 [[ "${DEMO_BASELINE:-1}" == 0 ]] && baseline=(--no-baseline)
-# DEMO_SIZE: image side (64 for the shipped 64 px model; 96 for a model of the current 'demo'
-# preset); DEMO_VARIED=1 calibrates on varied scenes, as a model trained by train-demo now sees.
-size=${DEMO_SIZE:-64}
+# DEMO_SIZE: image side (96, the 'demo' preset's); DEMO_VARIED=0 calibrates on plain scenes
+# instead of the varied ones train-demo trains on.
+size=${DEMO_SIZE:-96}
 varied=()
-[[ "${DEMO_VARIED:-0}" == 1 ]] && varied=(--varied)
+[[ "${DEMO_VARIED:-1}" == 1 ]] && varied=(--varied)
 [[ "${DEMO_CEILING:-1}" == 0 ]] && baseline+=(--no-ceiling)
 scenes_dir=$(mktemp -d)
 trap 'rm -rf "$scenes_dir"' EXIT

@@ -83,7 +83,8 @@ def layers_table(folder: Path) -> str:
         cells += [''] * (depth - len(cells))
         if vision:
             only = report.get('vision_only') or {}
-            cells.insert(0, f"{only['mean']:.3f}" if 'mean' in only else '-')
+            value = only.get('selection', only.get('mean'))
+            cells.insert(0, f'{value:.3f}' if value is not None else '-')
         anytime = report.get('anytime') or {}
         anytime_cell = (f"{anytime['accuracy']:.3f} / {anytime['mean_layers']:.2f}"
                         if anytime else '-')

@@ -22,11 +22,13 @@ accuracy their reports give, and calibrating the shipped model again on fresh sc
 neurons for red presence at 0.9 or better.
 """
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from superneuron_ros.cli.demo import camera_side
 from superneuron_ros.lab import scenes
 from superneuron_ros.method.calibrate import calibrate, CalibrationOptions
 from superneuron_ros.method.profiles import find_profiles, Profile
@@ -48,7 +50,24 @@ def runtime() -> Runtime:
 
 
 def _fresh_scene(task: str, label: str, rng: np.random.Generator) -> np.ndarray:
-    return scenes.render(scenes.sample_scene_for(task, label, rng), (64, 64))
+    """Draw a varied scene (as the model was trained and calibrated on) at the model's side."""
+    side = camera_side(str(MODEL))
+    return scenes.render(scenes.sample_scene_for(task, label, rng, varied=True), (side, side))
+
+
+def test_shipped_model_is_the_demo_preset_with_its_evaluation():
+    """12+ decoder layers, 96+ px, at most 40 MB, and the held-out greedy accuracy reported."""
+    config = json.loads((MODEL / 'config.json').read_text(encoding='utf-8'))
+    assert config['text_config']['num_hidden_layers'] >= 12
+    assert config['vision_config']['image_size'] >= 96 and camera_side(str(MODEL)) >= 96
+    assert sum(p.stat().st_size for p in MODEL.iterdir()) <= 40e6
+    report = json.loads((MODEL / 'training_report.json').read_text(encoding='utf-8'))
+    assert set(report['per_task']) == {'seen', 'unseen', 'shifted'}
+    for condition in report['per_task'].values():
+        assert set(condition) == set(scenes.TASKS)
+        for entry in condition.values():
+            low, high = entry['wilson95']
+            assert entry['n'] >= 100 and low <= entry['accuracy'] <= high
 
 
 def test_every_shipped_profile_loads_on_the_shipped_model(runtime):
@@ -69,7 +88,7 @@ def _wilson(hits: int, n: int, z: float) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize('task', ['red_present', 'blue_present', 'shape_colour', 'shape_count',
-                                  'red_left_of_blue'])
+                                  'red_left_of_blue', 'shape_in_left_half'])
 def test_shipped_profiles_answer_fresh_scenes(runtime, task):
     """
     On 60 fresh balanced scenes, the answers beat chance and agree with the reported accuracy.

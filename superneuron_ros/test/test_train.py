@@ -22,10 +22,12 @@ import pytest
 from superneuron_ros.cli.main import build_parser
 from superneuron_ros.cli.train_demo import command_line
 from superneuron_ros.errors import DataError
+from superneuron_ros.lab.scene_types import COLOURS, Scene, Shape
 from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
 from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, evaluate_into_report,
                                        grow_decoder, REPORT, shrink_decoder, train_demo,
                                        TrainConfig)
+from superneuron_ros.lab.train_aux import colour_grid, PooledReadout
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.lab.train_data import balance_extras, draw_samples
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
@@ -220,13 +222,52 @@ def test_wilson_interval_and_evaluation_conditions() -> None:
             get_task(task).labels)
 
 
+def test_colour_grid_labels_the_cells_under_each_shape() -> None:
+    """A cell takes the colour covering at least a fifth of it, whatever the scene's looks."""
+    red = Shape('square', 'red', 0.25, 0.25, 0.2)  # covers x, y in [0.05, 0.45]
+    blue = Shape('circle', 'blue', 0.875, 0.875, 0.1)
+    scene = Scene((30, 160, 150), (red, blue), noise=9.0, brightness=0.7,
+                  background_end=(200, 200, 40))
+    grid = colour_grid(scene, 4)
+    expected = np.zeros((4, 4), dtype=int)
+    expected[:2, :2] = 1 + list(COLOURS).index('red')
+    expected[3, 3] = 1 + list(COLOURS).index('blue')
+    np.testing.assert_array_equal(grid, expected)
+
+
+def test_readout_trains_the_vision_side_only(trained: tuple[Path, dict]) -> None:
+    """The read-out's loss reaches the vision tower and projector, never the decoder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    folder, _ = trained
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(folder)
+    readout = PooledReadout(model.config.text_config.hidden_size, list(TASKS),
+                            model.config.image_seq_length)
+    hook = readout.attach(model)
+    samples = draw_samples(np.random.default_rng(4), 4, DEFAULT_WEIGHTS, (TINY_SIZE,))
+    assert all(sample.scene is not None for sample in samples)
+    batch = QABatcher(processor).collate(samples)
+    model(**batch)
+    hook.remove()
+    loss = readout.loss(samples)
+    assert loss.ndim == 0 and float(loss.detach()) > 0
+    loss.backward()
+    vision = [p.grad for p in model.model.vision_tower.parameters()]
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in vision)
+    assert all(p.grad is None for p in model.model.language_model.parameters())
+    assert all(p.grad is not None for p in readout.parameters())
+    with pytest.raises(RuntimeError, match='attach'):
+        readout.loss(samples)  # the captured features are used once
+
+
 def test_cli_parses_and_reproduces_the_command(tmp_path: Path) -> None:
     """The train-demo subcommand parses its options and writes a reproducible command line."""
     args = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--steps', '5',
                                       '--lr', '0.002', '--batch-size', '8', '--device', 'cuda'])
     assert args.device == 'cuda' and '--device cuda' in command_line(args)
-    grown = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--grow-at', '0'])
-    assert '--grow-at 0' in command_line(grown)
+    grown = build_parser().parse_args(['train-demo', '--out', str(tmp_path), '--grow-at', '0',
+                                       '--aux-weight', '0.5'])
+    assert '--grow-at 0' in command_line(grown) and '--aux-weight 0.5' in command_line(grown)
     assert (args.steps, args.lr, args.batch_size, args.minutes) == (5, 0.002, 8, 85.0)
     again = build_parser().parse_args(command_line(args).split()[1:])
     assert vars(again) == vars(args)

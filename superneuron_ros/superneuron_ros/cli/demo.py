@@ -115,6 +115,16 @@ def _node_params(args: argparse.Namespace, standing: list[str], folder: Path) ->
     return path
 
 
+def camera_side(model: str) -> int:
+    """Return the side of the images the model's processor takes (LLaVA: its crop size)."""
+    path = Path(model) / 'processor_config.json'
+    try:
+        crop = json.loads(path.read_text(encoding='utf-8'))['image_processor']['crop_size']
+        return int(crop['height'])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f'cannot read the image size from {path}: {exc}') from exc
+
+
 def _start(command: list[str], log: Path) -> subprocess.Popen:
     # Run from the log folder: started from a checkout's root, Python would take the ament
     # package folder `superneuron_ros/` there for the Python package of the same name.
@@ -148,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
                           'them in superneuron_ros/data (see `superneuron train-demo`)')
             return 2
     tasks, standing, asked = _plan(args.profiles)
+    try:
+        side = camera_side(args.model)  # the scenes are drawn at the size the model reads
+    except RuntimeError as exc:
+        console.print(f'[red]{exc}[/red]')
+        return 2
     logs = Path(tempfile.mkdtemp(prefix='superneuron_demo_'))
     params = _node_params(args, standing, logs)
     console.print(f'[bold]superneuron demo[/bold]: tasks {", ".join(tasks)}; ROS_DOMAIN_ID '
@@ -158,15 +173,17 @@ def run(args: argparse.Namespace) -> int:
                   logs / 'node.log')
     camera = _start([python, '-m', 'superneuron_ros.lab.demo.camera', '--ros-args',
                      '-p', 'cameras:=[front,rear]', '-p', 'compressed:=[rear]',
-                     '-p', f'rate:={float(args.rate)}', '-p', f'seed:={args.seed}'],
+                     '-p', f'rate:={float(args.rate)}', '-p', f'seed:={args.seed}',
+                     '-p', f'size:={side}'],
                     logs / 'camera.log')
     arm = _start([python, '-m', 'superneuron_ros.lab.demo.camera', '--ros-args',
                   '-r', '__node:=arm_camera', '-p', 'cameras:=[arm]',
-                  '-p', f'rate:={float(args.record_rate)}', '-p', f'seed:={args.seed + 7}'],
+                  '-p', f'rate:={float(args.record_rate)}', '-p', f'seed:={args.seed + 7}',
+                  '-p', f'size:={side}'],
                  logs / 'arm_camera.log')
     started = time.monotonic()
     try:
-        summary = _run_client(args, console, standing, asked)
+        summary = _run_client(args, console, standing, asked, side)
     except (TimeoutError, RuntimeError) as exc:
         console.print(f'[red]{exc}[/red]')
         console.print((logs / 'node.log').read_text()[-3000:])
@@ -189,14 +206,15 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]]) -> dict:
+def _run_client(args, console, standing: list[str], asked: list[tuple[str, str]],
+                side: int) -> dict:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from superneuron_ros.lab.demo.client import DemoClient
     context = rclpy.Context()
     rclpy.init(context=context)
     client = DemoClient(f'/{NODE_NAME}', standing, asked,
-                        args.ask_rate, image_every=3, size=64, seed=args.seed + 1000,
+                        args.ask_rate, image_every=3, size=side, seed=args.seed + 1000,
                         context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     executor.add_node(client)

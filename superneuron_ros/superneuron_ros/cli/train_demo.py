@@ -63,6 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              'the budget, then grow to full depth, each new layer starting as '
                              'a copy of the one before with zero output projections (default: '
                              '0.5; 0 with --init; 0: full depth from the start)')
+    parser.add_argument('--aux-weight', type=float, default=1.0, metavar='W',
+                        help='weight of the vision read-out loss: a linear layer on the '
+                             'projector output averaged over the image tokens predicts every '
+                             'asked answer (trained along, never saved; default: 1; 0: none)')
     parser.add_argument('--device', default='cpu',
                         help='where to train: cpu, cuda or cuda:N (default: cpu); the '
                              'evaluation loads the saved model as load_model does (auto)')
@@ -86,7 +90,8 @@ def command_line(args: argparse.Namespace) -> str:
              '--minutes', f'{args.minutes:g}', '--batch-size', str(args.batch_size),
              '--lr', f'{args.lr:g}', '--threads', str(args.threads),
              '--eval-per-task', str(args.eval_per_task), '--eval-seed', str(args.eval_seed),
-             '--check-every', str(args.check_every), '--device', args.device]
+             '--check-every', str(args.check_every), '--device', args.device,
+             '--aux-weight', f'{args.aux_weight:g}']
     if args.steps is not None:
         words += ['--steps', str(args.steps)]
     if args.grow_at is not None:
@@ -120,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                          check_every=args.check_every, device=args.device,
-                         grow_at=_grow_at(args))
+                         grow_at=_grow_at(args), aux_weight=args.aux_weight)
     report = train_demo(args.out, config, eval_per_task=args.eval_per_task,
                         eval_seed=args.eval_seed, command=command_line(args), init=args.init)
     print(f'trained {report["steps"]} steps in {report["minutes"]:.1f} min, final loss '

@@ -21,7 +21,9 @@ weights, trains it with AdamW on question / answer pairs drawn on the fly from
 prompt, the loss on the answer tokens and eos only), saves it in float16 with its processor, and
 evaluates it on fresh scenes by greedy generation (:mod:`~superneuron_ros.lab.train_eval`: seen
 and unseen phrasings, shifted images). Every training question is worded by one of its task's
-training phrasings, drawn at random (:func:`~superneuron_ros.lab.scenes.phrasings`).
+training phrasings, drawn at random (:func:`~superneuron_ros.lab.scenes.phrasings`). A vision
+read-out trained along (:mod:`~superneuron_ros.lab.train_aux`, never saved) stands in for the
+pretraining a real VLM's vision encoder has.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 from superneuron_ros.errors import DataError, DeviceError
 from superneuron_ros.lab.scenes import TASKS
+from superneuron_ros.lab.train_aux import PooledReadout
 from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher
 from superneuron_ros.lab.train_data import draw_samples
 from superneuron_ros.lab.train_eval import balanced_samples, CONDITIONS, evaluate_folder
@@ -45,8 +48,11 @@ from tqdm import tqdm
 LOG = logging.getLogger(__name__)
 
 REPORT = 'training_report.json'
-# Each presence question is one of six alike tasks; the others get twice their weight.
-DEFAULT_WEIGHTS = {name: (1.0 if name.endswith('_present') else 2.0) for name in TASKS}
+# Each presence question is one of six alike tasks; the others get twice their weight, and
+# left / right three times: it is only ever the main question of an image (its scene needs a
+# red and a blue shape), while count, colour and the two new questions are added to every image.
+DEFAULT_WEIGHTS = {name: (1.0 if name.endswith('_present') else
+                          3.0 if name == 'red_left_of_blue' else 2.0) for name in TASKS}
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class TrainConfig:
     simple_until: float = 0.6  # ... falling linearly until this fraction of the budget ...
     simple_floor: float = 0.2  # ... to this share of simple_fraction, kept to the end
     grow_at: float = 0.5  # share of the budget trained at half depth (grow_decoder); 0: none
+    aux_weight: float = 1.0  # weight of the vision read-out loss (train_aux); 0: none
 
     def __post_init__(self) -> None:
         """Check the fields; raise DataError naming the offending one."""
@@ -97,6 +104,8 @@ class TrainConfig:
                             f'{self.simple_until} must be > 0')
         if not 0 <= self.grow_at < 1:
             raise DataError(f'grow_at={self.grow_at} must lie in [0, 1)')
+        if self.aux_weight < 0:
+            raise DataError(f'aux_weight={self.aux_weight} must be >= 0')
         if self.device != 'cpu' and not self.device.startswith('cuda'):
             raise DataError(f"device={self.device!r} must be 'cpu', 'cuda' or 'cuda:N'")
         if self.threads is not None and self.threads < 1:
@@ -183,7 +192,8 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
 
     With ``grow_at`` > 0 the first part of the budget trains the even-numbered decoder layers
     only (half the depth, about half the cost of a step), then the model grows to its full depth
-    (:func:`grow_decoder`) and trains on.
+    (:func:`grow_decoder`) and trains on. With ``aux_weight`` > 0 the loss adds that share of
+    a vision read-out's (:class:`~superneuron_ros.lab.train_aux.PooledReadout`, not kept).
     """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -198,8 +208,14 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
     checks = [sample for task, weight in config.task_weights.items() if weight > 0
               for sample in balanced_samples(task, config.check_per_task, config.seed + 5000,
                                              config.check_size)]
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    tasks = [task for task, weight in config.task_weights.items() if weight > 0]
+    readout = (PooledReadout(model.config.text_config.hidden_size, tasks,
+                             model.config.image_seq_length).to(device)
+               if config.aux_weight > 0 else None)
+    hook = None if readout is None else readout.attach(model)
+    trained = list(model.parameters()) + ([] if readout is None else list(readout.parameters()))
+    decay = [p for p in trained if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in trained if p.requires_grad and p.ndim < 2]
     optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': config.weight_decay},
                                    {'params': no_decay, 'weight_decay': 0.0}],
                                   lr=config.lr, betas=(0.9, 0.95))
@@ -229,18 +245,22 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
             group['lr'] = lr
         simple = config.simple_fraction * max(config.simple_floor,
                                               1.0 - fraction / config.simple_until)
-        batch = batcher.collate(draw_samples(rng, config.batch_size, config.task_weights,
-                                             config.render_sizes, config.presence_pairs, simple))
+        samples = draw_samples(rng, config.batch_size, config.task_weights,
+                               config.render_sizes, config.presence_pairs, simple)
+        batch = batcher.collate(samples)
         loss = model(**{name: value.to(device) for name, value in batch.items()},
                      use_cache=False).loss
+        aux = None if readout is None else readout.loss(samples)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        (loss if aux is None else loss + config.aux_weight * aux).backward()
+        torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
         optimizer.step()
         step += 1
         losses.append(float(loss.detach()))
         record: dict[str, Any] = {'step': step, 'loss': round(losses[-1], 4), 'lr': lr,
                                   'seconds': round(time.monotonic() - start, 1)}
+        if aux is not None:
+            record['aux_loss'] = round(float(aux.detach()), 4)
         if config.check_every and step % config.check_every == 0:
             record['check'] = {k: round(v, 3) for k, v in
                                first_token_accuracy(model, batcher, checks).items()}
@@ -250,6 +270,8 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
         bar.update(1)
         bar.set_postfix(loss=f'{np.mean(losses[-20:]):.4f}', lr=f'{lr:.2e}', refresh=False)
     bar.close()
+    if hook is not None:
+        hook.remove()
     if full is not None:  # the budget ended before the growing point: save the full depth
         grow_decoder(model, full)
     model.to('cpu').eval()

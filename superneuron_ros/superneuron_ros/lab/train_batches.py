@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from superneuron_ros.errors import DataError
+from superneuron_ros.lab.scene_types import Scene
 from superneuron_ros.lab.scenes import get_task
 import torch
 
@@ -35,11 +36,13 @@ class Sample:
     One image and the (task, true label) questions asked about it.
 
     `wordings` gives each question's text, in order; empty: every task's canonical question.
+    `scene`, when kept, is what the image shows (the training's dense read-out uses it).
     """
 
     image: np.ndarray  # (H, W, 3) uint8
     questions: tuple[tuple[str, str], ...]
     wordings: tuple[str, ...] = ()
+    scene: Scene | None = None
 
     def __post_init__(self) -> None:
         """Check that the wordings, when given, match the questions one to one."""

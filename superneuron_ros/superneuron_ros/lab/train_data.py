@@ -19,7 +19,7 @@ The demo model's training data: images drawn with their questions, answers and w
 (:mod:`~superneuron_ros.lab.scenes`); :mod:`~superneuron_ros.lab.train` consumes it.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from superneuron_ros.lab.scenes import (answer, COLOURS, get_task, phrasings, random_scene,
@@ -44,30 +44,31 @@ def _simple_sample(rng: np.random.Generator, weights: dict[str, float], size: in
     if weights.get('shape_colour', 0) > 0:
         questions.append(('shape_colour', scene.shapes[0].colour))
     questions = [(task, label) for task, label in questions if weights.get(task, 0) > 0]
-    return _worded(render(scene, size), questions, rng)
+    return _worded(scene, size, questions, rng)
 
 
-def _worded(image: np.ndarray, questions: list[tuple[str, str]],
+def _worded(scene: Scene, size: int, questions: list[tuple[str, str]],
             rng: np.random.Generator) -> Sample:
-    """Return a sample whose questions are each worded by a random training phrasing."""
+    """Render `scene` with its questions each worded by a random training phrasing."""
     texts = []
     for task, _ in questions:
         options = phrasings(task, 'seen')
         texts.append(options[int(rng.integers(len(options)))])
-    return Sample(image, tuple(questions), tuple(texts))
+    return Sample(render(scene, size), tuple(questions), tuple(texts), scene)
 
 
 _EXTRAS = ('shape_count', 'shape_colour', 'red_touching_edge', 'shape_in_left_half')
 
 
-def balance_extras(drafts: list[tuple[np.ndarray, list[tuple[str, str]], int]],
+def balance_extras(drafts: list[tuple[Any, list[tuple[str, str]], int]],
                    rng: np.random.Generator) -> None:
     """
     Drop added yes/no questions of the majority label so each such task is balanced in a batch.
 
     Random scenes mostly have a shape in the left half and a red shape away from the edge: taken
     as they come, those added questions are 70-90% one answer, and a model learns the prior
-    instead of looking. `drafts` holds (image, questions, number of leading questions to keep).
+    instead of looking. `drafts` holds (image or scene, questions, number of leading questions
+    to keep).
     """
     for task in ('red_touching_edge', 'shape_in_left_half'):
         counts = {'yes': 0, 'no': 0}
@@ -118,6 +119,7 @@ def draw_samples(rng: np.random.Generator, n: int, weights: dict[str, float],
             if extra != spec.name and truth is not None and weights.get(extra, 0) > 0:
                 questions.append((extra, truth))
         size = int(sizes[int(rng.integers(len(sizes)))])
-        drafts.append((render(scene, size), questions, kept))
+        drafts.append(((scene, size), questions, kept))
     balance_extras(drafts, rng)
-    return samples + [_worded(image, questions, rng) for image, questions, _ in drafts]
+    return samples + [_worded(scene, size, questions, rng)
+                      for (scene, size), questions, _ in drafts]

@@ -49,7 +49,9 @@ class SceneCamera(Node):
         names = self.declare_parameter('cameras', ['front']).value
         compressed = set(self.declare_parameter('compressed', ['']).value) - {''}
         rate = self.declare_parameter('rate', 2.0).value
-        self.size = int(self.declare_parameter('size', 64).value)
+        self.size = int(self.declare_parameter('size', 96).value)
+        # varied backgrounds, brightness and noise, as the demo model is trained and calibrated on
+        self.varied = bool(self.declare_parameter('varied', True).value)
         seed = int(self.declare_parameter('seed', 0).value)
         self.rng = np.random.default_rng(seed)
         self.cameras = []
@@ -71,7 +73,7 @@ class SceneCamera(Node):
         """Render one scene per camera, publish it and its ground truth."""
         stamp = self.get_clock().now().to_msg()
         for name, is_compressed, publisher in self.cameras:
-            scene = scenes.random_scene(self.rng)
+            scene = scenes.random_scene(self.rng, varied=self.varied)
             rgb = scenes.render(scene, (self.size, self.size))
             truth = {task: scenes.answer(task, scene) for task in scenes.TASKS}
             self.truth.publish(String(data=json.dumps({

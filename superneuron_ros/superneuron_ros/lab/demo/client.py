@@ -199,7 +199,7 @@ class DemoClient(Node):
         truth = None
         source = 'ask'
         if self.image_every and self.ask_count % self.image_every == 0:
-            scene = scenes.random_scene(self.rng)
+            scene = scenes.random_scene(self.rng, varied=True)
             request.image = rgb_to_image(scenes.render(scene, (self.size, self.size)))
             request.image.header.stamp = self.get_clock().now().to_msg()
             request.image.header.frame_id = 'request'

@@ -197,7 +197,7 @@ class TeachDemo:
         asked = 0
         while asked < count and time.monotonic() < deadline:
             truth = labels[asked % len(labels)]
-            scene = scenes.sample_scene_for(self.task, truth, rng)
+            scene = scenes.sample_scene_for(self.task, truth, rng, varied=True)
             request = Ask.Request(tasks=[self.task])
             request.image = rgb_to_image(scenes.render(scene, (self.client.size,) * 2))
             request.image.header.stamp = self.client.get_clock().now().to_msg()
