@@ -27,7 +27,7 @@ from superneuron_ros.lab.scenes import get_task, phrasings, TASKS
 from superneuron_ros.lab.train import (DEFAULT_WEIGHTS, evaluate_into_report,
                                        grow_decoder, REPORT, shrink_decoder, train_demo,
                                        TrainConfig)
-from superneuron_ros.lab.train_aux import colour_grid, PooledReadout
+from superneuron_ros.lab.train_aux import colour_grid, VisionReadout
 from superneuron_ros.lab.train_batches import IGNORE, QABatcher, Sample
 from superneuron_ros.lab.train_data import balance_extras, draw_samples
 from superneuron_ros.lab.train_eval import (balanced_samples, CONDITIONS, evaluate_folder,
@@ -241,7 +241,7 @@ def test_readout_trains_the_vision_side_only(trained: tuple[Path, dict]) -> None
     folder, _ = trained
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(folder)
-    readout = PooledReadout(model.config.text_config.hidden_size, list(TASKS),
+    readout = VisionReadout(model.config.text_config.hidden_size, list(TASKS),
                             model.config.image_seq_length)
     hook = readout.attach(model)
     samples = draw_samples(np.random.default_rng(4), 4, DEFAULT_WEIGHTS, (TINY_SIZE,))

@@ -64,9 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              'a copy of the one before with zero output projections (default: '
                              '0.5; 0 with --init; 0: full depth from the start)')
     parser.add_argument('--aux-weight', type=float, default=1.0, metavar='W',
-                        help='weight of the vision read-out loss: a linear layer on the '
-                             'projector output averaged over the image tokens predicts every '
-                             'asked answer (trained along, never saved; default: 1; 0: none)')
+                        help='weight of the vision read-out loss: linear layers on the '
+                             'projector output predict every asked answer (averaged over the '
+                             'image tokens) and, per image token, the colour under it and its '
+                             'column and row (trained along, never saved; default: 1; 0: none)')
     parser.add_argument('--device', default='cpu',
                         help='where to train: cpu, cuda or cuda:N (default: cpu); the '
                              'evaluation loads the saved model as load_model does (auto)')

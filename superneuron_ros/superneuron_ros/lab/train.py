@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 from superneuron_ros.errors import DataError, DeviceError
 from superneuron_ros.lab.scenes import TASKS
-from superneuron_ros.lab.train_aux import PooledReadout
+from superneuron_ros.lab.train_aux import VisionReadout
 from superneuron_ros.lab.train_batches import first_token_accuracy, QABatcher
 from superneuron_ros.lab.train_data import draw_samples
 from superneuron_ros.lab.train_eval import balanced_samples, CONDITIONS, evaluate_folder
@@ -193,7 +193,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
     With ``grow_at`` > 0 the first part of the budget trains the even-numbered decoder layers
     only (half the depth, about half the cost of a step), then the model grows to its full depth
     (:func:`grow_decoder`) and trains on. With ``aux_weight`` > 0 the loss adds that share of
-    a vision read-out's (:class:`~superneuron_ros.lab.train_aux.PooledReadout`, not kept).
+    a vision read-out's (:class:`~superneuron_ros.lab.train_aux.VisionReadout`, not kept).
     """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -209,7 +209,7 @@ def train_model(model: torch.nn.Module, processor: Any, config: TrainConfig,
               for sample in balanced_samples(task, config.check_per_task, config.seed + 5000,
                                              config.check_size)]
     tasks = [task for task, weight in config.task_weights.items() if weight > 0]
-    readout = (PooledReadout(model.config.text_config.hidden_size, tasks,
+    readout = (VisionReadout(model.config.text_config.hidden_size, tasks,
                              model.config.image_seq_length).to(device)
                if config.aux_weight > 0 else None)
     hook = None if readout is None else readout.attach(model)

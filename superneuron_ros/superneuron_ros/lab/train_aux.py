@@ -19,7 +19,7 @@ A released VLM's vision encoder comes pretrained on image content (CLIP's contra
 before the language model ever learns to read it, and its patch features say what is where; a
 demo model trained from random weights has no such stage, and its decoder has to discover
 colour, position and number through the answer tokens alone, which on a CPU budget it does for
-colour presence only. :class:`PooledReadout` is the stand-in, two linear read-outs of the
+colour presence only. :class:`VisionReadout` is the stand-in, two linear read-outs of the
 projector output (the features the decoder receives) whose cross-entropy is added to the
 language-model loss:
 
@@ -66,7 +66,7 @@ def colour_grid(scene: Scene, grid: int) -> np.ndarray:
     return counts.argmax(axis=0)  # (grid, grid)
 
 
-class PooledReadout(torch.nn.Module):
+class VisionReadout(torch.nn.Module):
     """Per-task linear classifiers on the pooled projector output, and dense ones per token."""
 
     def __init__(self, width: int, tasks: Sequence[str], tokens: int) -> None:
