@@ -65,7 +65,7 @@ demo: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron demo $(ARGS)
 
 # Rebuild the embedded demo's shipped artefacts: the model (85 minutes of training on this CPU; the
-# shipped one had ARGS='--minutes 55'), then its profiles (about 20 minutes). `make demo` uses what
+# shipped one had ARGS='--minutes 55'), then its profiles (about 7 minutes). `make demo` uses what
 # is committed; these only reproduce it.
 demo-model: setup
 	@$(RUN_ENV); cd "$(ROOT)" && superneuron train-demo \
