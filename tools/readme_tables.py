@@ -18,10 +18,11 @@ Print the README's demo tables (markdown) from the files that hold the figures.
 
     python tools/readme_tables.py model [MODEL_DIR]        the model's own greedy accuracy
     python tools/readme_tables.py layers [PROFILES_DIR]    cross-validated super neurons per layer
-    python tools/readme_tables.py eval EVAL_JSON...        `superneuron eval --json` files
 
-Nothing is computed here: every number is read from training_report.json, a profile's
-report.json or an evaluation JSON, so the README can be regenerated and checked against them.
+Nothing is computed here: every number is read from training_report.json or a profile's
+report.json, so the README can be regenerated and checked against them. The evaluation table is
+the one `superneuron eval --profile PROFILES/ --data SETS/` writes beside its JSON
+(eval_summary.md, :func:`superneuron_ros.lab.eval_summary.markdown_table`).
 """
 
 import json
@@ -96,45 +97,16 @@ def layers_table(folder: Path) -> str:
     return '\n'.join(lines)
 
 
-def eval_table(paths: list[Path]) -> str:
-    """Return super neurons against the model itself on fresh scenes, from eval JSON files."""
-    lines = ['| task (n) | SN fixed exit | SN anytime (mean layers) | model, first token | '
-             'model, greedy generation | ECE fixed / anytime | p50 ms SN / first token |',
-             '| --- | --- | --- | --- | --- | --- | --- |']
-    for path in paths:
-        data = json.loads(path.read_text(encoding='utf-8'))
-        methods = {m['method']: m for m in data['methods']}
-        readouts = data.get('readouts', {})
-        fixed, anytime = readouts.get('fixed', {}), readouts.get('anytime', {})
-
-        def cell(entry: dict | None) -> str:
-            return _interval(entry, 'accuracy_ci95') if entry else '-'
-
-        def p50(name: str) -> str:
-            entry = methods.get(name)
-            return f"{entry['latency_ms']['p50']:.1f}" if entry else '-'
-
-        generation = next((m for name, m in methods.items() if name.startswith('gen')), None)
-        anytime_cell = cell(anytime) + (f" ({anytime['mean_layers']:.2f})" if anytime else '')
-        ece = ' / '.join(f"{r['ece']['ece']:.3f}" if r else '-' for r in (fixed, anytime))
-        lines.append(f"| {data['task']['name']} ({data['num_examples']}) | {cell(fixed)} | "
-                     f"{anytime_cell} | {cell(methods.get('restricted'))} | {cell(generation)} "
-                     f"| {ece} | {p50('superneurons')} / {p50('restricted')} |")
-    return '\n'.join(lines)
-
-
 def main(argv: list[str]) -> int:
     """Print the table named by argv[0]."""
-    if not argv or argv[0] not in ('model', 'layers', 'eval'):
+    if not argv or argv[0] not in ('model', 'layers'):
         print(__doc__, file=sys.stderr)
         return 2
     kind, rest = argv[0], [Path(a) for a in argv[1:]]
     if kind == 'model':
         print(model_table(rest[0] if rest else DATA / 'demo_model'))
-    elif kind == 'layers':
-        print(layers_table(rest[0] if rest else DATA / 'demo_profiles'))
     else:
-        print(eval_table(rest))
+        print(layers_table(rest[0] if rest else DATA / 'demo_profiles'))
     return 0
 
 
